@@ -1,0 +1,130 @@
+// Command gateway serves Alibaba Cloud OSS buckets behind custom domains.
+// It only parses flags and wires packages together; see DESIGN.md for the
+// command line it implements.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/oss-gateway/gateway/config"
+	"github.com/oss-gateway/gateway/demo"
+	"github.com/oss-gateway/gateway/server"
+)
+
+// version and commit are set at build time with -ldflags "-X main.version=...".
+var (
+	version = "dev"
+	commit  = ""
+)
+
+// exitUsage is the exit status for bad flags or a bad config.
+const exitUsage = 2
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return cmdRun(args, stdout, stderr)
+	case "demo":
+		return cmdDemo(args, stdout, stderr)
+	case "version":
+		fmt.Fprintf(stdout, "gateway %s commit %s %s\n", version, buildCommit(), runtime.Version())
+		return 0
+	case "help", "-h", "--help":
+		usage(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "gateway: unknown command %q\n", cmd)
+	usage(stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: gateway [command] [flags]
+
+commands:
+  run -config gateway.toml   serve (the default command)
+  demo                       serve in front of a built-in OSS emulator on 127.0.0.1
+  version                    print version, commit and Go version
+`)
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "gateway.toml", "config file")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "gateway run: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	err = server.Run(ctx, cfg, server.Options{
+		ConfigPath: *path,
+		Version:    version,
+		Stdout:     stdout,
+		Stderr:     stderr,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "gateway: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func cmdDemo(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8080", "gateway address")
+	admin := fs.String("admin", "127.0.0.1:9090", "admin (metrics, health) address")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	err := demo.Run(ctx, demo.Options{Listen: *listen, Admin: *admin, Version: version, Stdout: stdout, Stderr: stderr})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(stderr, "gateway demo: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// buildCommit is the -ldflags commit, else the VCS revision Go stamped.
+func buildCommit() string {
+	if commit != "" {
+		return commit
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return "unknown"
+}

@@ -1,0 +1,232 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// hopHeaders are the hop-by-hop headers of RFC 9110 section 7.6.1, removed in
+// both directions as net/http/httputil.ReverseProxy removes them.
+var hopHeaders = []string{
+	"Connection",
+	"Proxy-Connection",
+	"Keep-Alive",
+	"Proxy-Authenticate",
+	"Proxy-Authorization",
+	"Te",
+	"Trailer",
+	"Transfer-Encoding",
+	"Upgrade",
+}
+
+// dropRequestHeader reports whether a client header must not reach OSS.
+// Private sites lose everything that carries or steers the client's own
+// authentication, since the gateway's signature replaces it; Cookie never
+// goes, as no OSS API reads it and it would leak clients' sessions into
+// OSS access logs.
+func dropRequestHeader(k string, private bool) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Cookie", "X-Forwarded-For", "Host":
+		return true
+	case "Authorization", "Date", "X-Oss-Date", "X-Oss-Security-Token", "X-Oss-Content-Sha256":
+		return private
+	}
+	return false
+}
+
+// forward sends the request to OSS and streams the answer back. It returns
+// true when the response was cut after its headers went out.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, st *state, x *exchange) (aborted bool) {
+	s := x.site
+	up := s.primary
+	out := h.outgoing(r, st, s, up, x)
+	if s.private {
+		cred, cerr := resolveCredentials(r.Context(), h.opts.Credentials)
+		if cerr != nil {
+			x.err = cerr
+			h.refuse(w, r, x, errNoCredentials)
+			return false
+		}
+		if serr := signRequest(r.Context(), out, s.bucket, x.key, s.region, &cred); serr != nil {
+			x.err = serr
+			h.refuse(w, r, x, errNoCredentials)
+			return false
+		}
+	}
+
+	t0 := time.Now()
+	resp, err := h.opts.Transport.RoundTrip(out)
+	s.metrics.upstreamDuration(up.label).Observe(time.Since(t0).Seconds())
+	if err != nil {
+		h.opts.Metrics.Upstream.WithLabelValues(s.name, up.label, "0").Inc()
+		x.err = err
+		switch {
+		case r.Context().Err() != nil:
+			x.status = 499 // client went away; nobody is left to answer
+		case isTimeout(err):
+			h.refuse(w, r, x, errGatewayTimeout)
+		default:
+			h.refuse(w, r, x, errBadGateway)
+		}
+		return false
+	}
+	defer resp.Body.Close()
+	h.opts.Metrics.Upstream.WithLabelValues(s.name, up.label, codeLabel(resp.StatusCode)).Inc()
+	x.upstreamID = resp.Header.Get("X-Oss-Request-Id")
+
+	copyResponseHeader(w.Header(), resp.Header)
+	x.status = resp.StatusCode
+	w.WriteHeader(resp.StatusCode)
+	if r.Method == http.MethodHead {
+		return false
+	}
+	n, err := copyBody(w, resp.Body)
+	x.bytesOut = n
+	if err != nil {
+		x.err = err
+		return !errors.Is(err, errClientWrite)
+	}
+	return false
+}
+
+// outgoing builds the request to OSS: addressed to up, carrying the client's
+// end-to-end headers and body, with the query a site of this access type may
+// forward.
+func (h *Handler) outgoing(r *http.Request, st *state, s *site, up *upstream, x *exchange) *http.Request {
+	query := r.URL.RawQuery
+	if s.private {
+		query = privateQuery(query)
+	}
+	hdr := make(http.Header, len(r.Header)+6)
+	conn := r.Header["Connection"]
+	for k, vv := range r.Header {
+		if dropRequestHeader(k, s.private) || listedIn(conn, k) {
+			continue
+		}
+		hdr[k] = vv
+	}
+	hdr["X-Forwarded-For"] = []string{forwardedFor(r, st, x)}
+	if _, ok := hdr["User-Agent"]; !ok {
+		hdr["User-Agent"] = []string{""} // no Go default in OSS logs
+	}
+
+	out := &http.Request{
+		Method: r.Method,
+		URL: &url.URL{
+			Scheme:   up.scheme,
+			Host:     up.addr,
+			Opaque:   escapeKeyPath(x.key),
+			RawQuery: query,
+		},
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     hdr,
+		Host:       up.host,
+	}
+	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		out.Body = &countingReader{r: r.Body, n: &x.bytesIn}
+		out.ContentLength = r.ContentLength
+	}
+	return out.WithContext(r.Context())
+}
+
+// forwardedFor is the X-Forwarded-For to send: the chain a trusted proxy
+// reported, plus the peer; from anyone else, just the peer.
+func forwardedFor(r *http.Request, st *state, x *exchange) string {
+	peer := parseRemoteAddr(r.RemoteAddr)
+	prior := r.Header["X-Forwarded-For"]
+	if len(prior) == 0 || !peer.IsValid() || !st.trusted.contains(peer) {
+		return addrString(peer)
+	}
+	return strings.Join(prior, ", ") + ", " + peer.String()
+}
+
+// listedIn reports whether k is named in a Connection header.
+func listedIn(conn []string, k string) bool {
+	for _, v := range conn {
+		for v != "" {
+			var f string
+			f, v, _ = strings.Cut(v, ",")
+			if http.CanonicalHeaderKey(strings.TrimSpace(f)) == k {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// copyResponseHeader copies OSS's end-to-end headers to the client.
+func copyResponseHeader(dst, src http.Header) {
+	conn := src["Connection"]
+	for k, vv := range src {
+		if isHop(k) || listedIn(conn, k) {
+			continue
+		}
+		dst[k] = vv
+	}
+}
+
+func isHop(k string) bool {
+	for _, h := range hopHeaders {
+		if h == k {
+			return true
+		}
+	}
+	return false
+}
+
+// countingReader counts request body bytes on their way to OSS.
+type countingReader struct {
+	r io.ReadCloser
+	n *int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	*c.n += int64(n)
+	return n, err
+}
+
+func (c *countingReader) Close() error { return c.r.Close() }
+
+// errClientWrite marks a copy that stopped because the client went away, as
+// opposed to OSS breaking the body.
+var errClientWrite = errors.New("client write failed")
+
+// copyBufSize is large enough that a multi-GiB download costs few syscalls
+// and small enough that thousands of concurrent downloads stay in budget.
+const copyBufSize = 64 << 10
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// copyBody streams src to w through a pooled buffer. It never holds more than
+// one buffer of the body, whatever its size.
+func copyBody(w io.Writer, src io.Reader) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var n int64
+	for {
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			nw, werr := w.Write(buf[:nr])
+			n += int64(nw)
+			if werr != nil {
+				return n, errors.Join(errClientWrite, werr)
+			}
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}

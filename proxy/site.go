@@ -1,0 +1,127 @@
+package proxy
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/oss-gateway/gateway/config"
+)
+
+// site is a config.Site compiled for the request path: everything a request
+// needs is a field, nothing is parsed per request.
+type site struct {
+	cfg         *config.Site
+	name        string
+	bucket      string
+	region      string
+	prefix      string
+	private     bool
+	methods     methodSet
+	allowHeader string
+	primary     *upstream
+	fallback    *upstream // nil when no fallback_endpoint
+	metrics     siteMetrics
+}
+
+func newSite(c *config.Site, m *Metrics) (*site, error) {
+	s := &site{
+		cfg:     c,
+		name:    c.Name,
+		bucket:  c.Bucket,
+		region:  c.Region,
+		prefix:  c.Prefix,
+		private: c.Access == "private",
+	}
+	for _, meth := range c.Methods {
+		bit := methodBit(strings.ToUpper(meth))
+		if bit == 0 {
+			return nil, fmt.Errorf("method %q is not supported", meth)
+		}
+		s.methods |= bit
+	}
+	s.allowHeader = strings.Join(c.Methods, ", ")
+	var err error
+	if s.primary, err = resolveEndpoint(c, c.Endpoint, "primary"); err != nil {
+		return nil, err
+	}
+	if c.FallbackEndpoint != "" {
+		if s.fallback, err = resolveEndpoint(c, c.FallbackEndpoint, "fallback"); err != nil {
+			return nil, fmt.Errorf("fallback_endpoint: %w", err)
+		}
+	}
+	s.metrics = newSiteMetrics(m, s.name)
+	return s, nil
+}
+
+// methodSet is a bit set of the methods a site lets through.
+type methodSet uint8
+
+func methodBit(m string) methodSet {
+	switch m {
+	case "GET":
+		return 1 << 0
+	case "HEAD":
+		return 1 << 1
+	case "PUT":
+		return 1 << 2
+	case "POST":
+		return 1 << 3
+	case "DELETE":
+		return 1 << 4
+	case "OPTIONS":
+		return 1 << 5
+	}
+	return 0
+}
+
+func (s methodSet) has(m string) bool {
+	b := methodBit(m)
+	return b != 0 && s&b != 0
+}
+
+// siteMetrics are a site's series resolved once, so the request path does not
+// hash label values for the series it touches on every request.
+type siteMetrics struct {
+	inflight      prometheus.Gauge
+	bytesOut      prometheus.Counter
+	bytesIn       prometheus.Counter
+	durGet        prometheus.Observer
+	durHead       prometheus.Observer
+	m             *Metrics
+	name          string
+	upPrimaryDur  prometheus.Observer
+	upFallbackDur prometheus.Observer
+}
+
+func newSiteMetrics(m *Metrics, name string) siteMetrics {
+	return siteMetrics{
+		inflight:      m.Inflight.WithLabelValues(name),
+		bytesOut:      m.ResponseBytes.WithLabelValues(name),
+		bytesIn:       m.RequestBytes.WithLabelValues(name),
+		durGet:        m.RequestDuration.WithLabelValues(name, "GET"),
+		durHead:       m.RequestDuration.WithLabelValues(name, "HEAD"),
+		m:             m,
+		name:          name,
+		upPrimaryDur:  m.UpstreamDuration.WithLabelValues(name, "primary"),
+		upFallbackDur: m.UpstreamDuration.WithLabelValues(name, "fallback"),
+	}
+}
+
+func (sm *siteMetrics) duration(method string) prometheus.Observer {
+	switch method {
+	case "GET":
+		return sm.durGet
+	case "HEAD":
+		return sm.durHead
+	}
+	return sm.m.RequestDuration.WithLabelValues(sm.name, method)
+}
+
+func (sm *siteMetrics) upstreamDuration(label string) prometheus.Observer {
+	if label == "fallback" {
+		return sm.upFallbackDur
+	}
+	return sm.upPrimaryDur
+}

@@ -1,0 +1,82 @@
+package proxy
+
+import (
+	"testing"
+
+	"github.com/oss-gateway/gateway/config"
+)
+
+func TestResolveEndpoint(t *testing.T) {
+	base := config.Site{Bucket: "bkt", Region: "cn-hangzhou", UpstreamScheme: "https"}
+	tests := []struct {
+		name                 string
+		endpoint, host       string
+		scheme               string
+		wantScheme, wantAddr string
+		wantHost             string
+	}{
+		{"public", "public", "", "", "https", "bkt.oss-cn-hangzhou.aliyuncs.com", "bkt.oss-cn-hangzhou.aliyuncs.com"},
+		{"internal", "internal", "", "", "https", "bkt.oss-cn-hangzhou-internal.aliyuncs.com", "bkt.oss-cn-hangzhou-internal.aliyuncs.com"},
+		{"accelerate", "accelerate", "", "", "https", "bkt.oss-accelerate.aliyuncs.com", "bkt.oss-accelerate.aliyuncs.com"},
+		{"dualstack", "dualstack", "", "", "https", "bkt.cn-hangzhou.oss.aliyuncs.com", "bkt.cn-hangzhou.oss.aliyuncs.com"},
+		{"http scheme", "internal", "", "http", "http", "bkt.oss-cn-hangzhou-internal.aliyuncs.com", "bkt.oss-cn-hangzhou-internal.aliyuncs.com"},
+		{"url endpoint", "https://oss-cn-hangzhou.aliyuncs.com", "", "", "https", "oss-cn-hangzhou.aliyuncs.com", "bkt.oss-cn-hangzhou.aliyuncs.com"},
+		{"url with port", "http://127.0.0.1:9000", "", "", "http", "127.0.0.1:9000", "bkt.127.0.0.1:9000"},
+		{"cname mode keeps the dial address", "public", "static.example.com", "", "https", "bkt.oss-cn-hangzhou.aliyuncs.com", "static.example.com"},
+		{"cname mode on url", "http://127.0.0.1:9000", "static.example.com", "", "http", "127.0.0.1:9000", "static.example.com"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := base
+			s.UpstreamHost = tc.host
+			if tc.scheme != "" {
+				s.UpstreamScheme = tc.scheme
+			}
+			u, err := resolveEndpoint(&s, tc.endpoint, "primary")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.scheme != tc.wantScheme || u.addr != tc.wantAddr || u.host != tc.wantHost {
+				t.Fatalf("got scheme %q addr %q host %q; want %q %q %q", u.scheme, u.addr, u.host, tc.wantScheme, tc.wantAddr, tc.wantHost)
+			}
+		})
+	}
+	for _, bad := range []string{"ftp://x", "nonsense", "http://"} {
+		if _, err := resolveEndpoint(&base, bad, "primary"); err == nil {
+			t.Errorf("resolveEndpoint(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestPrivateQuery(t *testing.T) {
+	tests := map[string]string{
+		"":                                   "",
+		"x-oss-process=image%2fresize,w_100": "x-oss-process=image%2Fresize%2Cw_100",
+		"versionId=abc&acl":                  "versionId=abc",
+		"uploads":                            "uploads",
+		"tagging&acl&symlink":                "",
+		"response-content-type=text/html":    "",
+		"x-oss-signature=abc&x-oss-credential=AK/x": "",
+		"OSSAccessKeyId=a&Signature=b&Expires=1":    "",
+		"partNumber=1&uploadId=u+1":                 "partNumber=1&uploadId=u%201",
+		"x-oss-process=%zz":                         "",
+		"cachebuster=123":                           "",
+	}
+	for in, want := range tests {
+		if got := privateQuery(in); got != want {
+			t.Errorf("privateQuery(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestRequestIDs(t *testing.T) {
+	g := newRequestIDs()
+	seen := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		id := g.next()
+		if len(id) != 24 || seen[id] {
+			t.Fatalf("bad or repeated id %q", id)
+		}
+		seen[id] = true
+	}
+}

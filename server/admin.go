@@ -1,0 +1,76 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// adminHandler serves the operator endpoints. Every path is behind the
+// admin.allow CIDRs: metrics and readiness tell an attacker as much as
+// pprof does.
+type adminHandler struct {
+	allow    func() []netip.Prefix
+	ready    func(context.Context) error
+	stopping *atomic.Bool
+	metrics  http.Handler
+}
+
+func newAdminHandler(g prometheus.Gatherer, allow func() []netip.Prefix, ready func(context.Context) error, stopping *atomic.Bool) *adminHandler {
+	return &adminHandler{
+		allow:    allow,
+		ready:    ready,
+		stopping: stopping,
+		metrics:  promhttp.HandlerFor(g, promhttp.HandlerOpts{}),
+	}
+}
+
+func (a *adminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !a.allowed(r.RemoteAddr) {
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return
+	}
+	switch r.URL.Path {
+	case "/healthz":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	case "/readyz":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if a.stopping.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("shutting down\n"))
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := a.ready(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready: " + err.Error() + "\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	case "/metrics":
+		a.metrics.ServeHTTP(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (a *adminHandler) allowed(remote string) bool {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	for _, p := range a.allow() {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
