@@ -354,3 +354,14 @@ func TestParentKey(t *testing.T) {
 		}
 	}
 }
+
+func TestTLSSiteWithoutHTTPSListenerWarns(t *testing.T) {
+	c, err := Parse("g.toml", []byte("[server]\nhttps_listen = \"\"\n"+minimal))
+	if err != nil {
+		t.Fatalf("an HTTP-only config with the default tls must load: %v", err)
+	}
+	w := c.Warnings()
+	if len(w) != 1 || !strings.Contains(w[0], `site[0].tls: is "acme" but server.https_listen is ""`) {
+		t.Fatalf("warnings = %q", w)
+	}
+}

@@ -176,9 +176,6 @@ func (s *Site) validateTLS(p *problems, key string, srv *Server) {
 			p.addNear(key+".tls", key+".domains", `"acme" cannot work here: every domain of this site is an IP address, and ACME issues certificates for names only; use tls = "files" or "off"`)
 		}
 	}
-	if s.TLS != "off" && srv.HTTPSListen == "" {
-		p.add(key+".tls", `%q needs an HTTPS listener, but server.https_listen is ""`, s.TLS)
-	}
 }
 
 // checkMethods upper-cases methods in place and checks them against allowed.

@@ -166,7 +166,6 @@ func TestValidationProblems(t *testing.T) {
 		{"cert without files", withSite(`cert_file = "/c.pem"`), "site[0].cert_file", 6, `is set but tls = "acme"`},
 		{"key without files", withSite(`tls = "off"`, `key_file = "/k.pem"`), "site[0].key_file", 7, `is set but tls = "off"`},
 		{"acme for ips", secondSite(`name = "b"`, `domains = ["203.0.113.9", "2001:db8::9"]`, `bucket = "bucket-b"`, `region = "cn-hangzhou"`), "site[1].tls", 8, "every domain of this site is an IP address"},
-		{"tls without https", before(`[server]`, `https_listen = ""`), "site[0].tls", 3, `"acme" needs an HTTPS listener`},
 
 		// referer
 		{"referer allow empty", withSite(`[site.referer]`, `allow = ["https://a.example.com/*", ""]`), "site[0].referer.allow[1]", 7, "must not be empty"},

@@ -25,6 +25,11 @@ func (c *Config) Warnings() []string {
 	}
 	for i, s := range c.Sites {
 		key := indexKey("site", i)
+		if s.TLS != "off" && c.Server.HTTPSListen == "" {
+			// Not an error: a minimal HTTP-only config should not have to
+			// spell out tls = "off" on every site to start.
+			warn(key+".tls", `is %q but server.https_listen is "", so the site is served over plain HTTP only`, s.TLS)
+		}
 		if s.FallbackEndpoint != "" && s.FallbackEndpoint == s.Endpoint {
 			warn(key+".fallback_endpoint", "is the same as endpoint, so falling back changes nothing")
 		}

@@ -53,7 +53,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Stdout = os.Stdout
 	}
 	emu := ossemu.New(ossemu.Options{Region: Region})
-	ak, sk := "LTAIdemo" + randomHex(8), randomHex(15)
+	ak, sk := "LTAIdemo"+randomHex(8), randomHex(15)
 	emu.AddCredential(ak, sk, "")
 	emu.CreateBucket(PublicBucket, ossemu.PublicRead)
 	emu.CreateBucket(PrivateBucket, ossemu.Private)

@@ -207,7 +207,7 @@ func (c *call) serve() {
 	}
 	acl, ok := c.e.bucketACL(c.bucket)
 	if !ok {
-		c.fail(&apiError{http.StatusNotFound, "NoSuchBucket", "The specified bucket does not exist.", []xmlField{{"BucketName", c.bucket}}})
+		c.fail(&apiError{http.StatusNotFound, "NoSuchBucket", "The specified bucket does not exist.", nil})
 		return
 	}
 	signed, aerr := c.authenticate()

@@ -9,8 +9,9 @@ import (
 	"strings"
 )
 
-// apiError is an OSS error response: status, Code, Message and any extra
-// elements OSS adds for that code (StringToSign, ServerTime, ...).
+// apiError is an OSS error response: status, Code, Message, and for
+// SignatureDoesNotMatch the extra elements OSS adds to help debug a signer
+// (StringToSign, CanonicalRequest; never the secret).
 type apiError struct {
 	status int
 	code   string

@@ -269,7 +269,7 @@ func (c *call) getObject() {
 	}
 	o := c.e.lookup(c.bucket, c.key)
 	if o == nil {
-		c.fail(&apiError{http.StatusNotFound, "NoSuchKey", "The specified key does not exist.", []xmlField{{"Key", c.key}}})
+		c.fail(&apiError{http.StatusNotFound, "NoSuchKey", "The specified key does not exist.", nil})
 		return
 	}
 
@@ -292,7 +292,7 @@ func (c *call) getObject() {
 			switch kind {
 			case rangeUnsatisfiable:
 				h.Set("Content-Range", fmt.Sprintf("bytes */%d", o.size))
-				c.fail(&apiError{http.StatusRequestedRangeNotSatisfiable, "InvalidRange", "The requested range cannot be satisfied", []xmlField{{"RangeRequested", spec}, {"ActualObjectSize", strconv.FormatInt(o.size, 10)}}})
+				c.fail(&apiError{http.StatusRequestedRangeNotSatisfiable, "InvalidRange", "The requested range cannot be satisfied", nil})
 				return
 			case rangeSatisfiable:
 				start, length, status = s, n, http.StatusPartialContent

@@ -78,7 +78,7 @@ func TestCommonHeadersAndErrorBody(t *testing.T) {
 			t.Errorf("headers = %v", r.header)
 		}
 		want := "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>\n  <Code>NoSuchKey</Code>\n  <Message>The specified key does not exist.</Message>\n" +
-			"  <RequestId>" + id + "</RequestId>\n  <HostId>" + addr + "</HostId>\n  <Key>missing</Key>\n</Error>\n"
+			"  <RequestId>" + id + "</RequestId>\n  <HostId>" + addr + "</HostId>\n</Error>\n"
 		if r.body != want {
 			t.Errorf("body =\n%s\nwant\n%s", r.body, want)
 		}

@@ -57,7 +57,7 @@ func (c *call) authenticate() (signed bool, _ *apiError) {
 			return false, &apiError{http.StatusForbidden, "SignatureDoesNotMatch", "The emulator only accepts OSS4-HMAC-SHA256 (Signature V4) authorization.", nil}
 		}
 	case isQuery:
-	case q.Has("OSSAccessKeyId") || q.Has("Signature"):
+	case q.Has("OSSAccessKeyId"):
 		return false, &apiError{http.StatusForbidden, "SignatureDoesNotMatch", "The emulator only accepts OSS4-HMAC-SHA256 (Signature V4) presigned URLs.", nil}
 	default:
 		return false, nil
@@ -83,7 +83,7 @@ func (c *call) authenticate() (signed bool, _ *apiError) {
 	cred, known := c.e.creds[p.akID]
 	c.e.mu.RUnlock()
 	if !known {
-		return false, &apiError{http.StatusForbidden, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our records.", []xmlField{{"OSSAccessKeyId", p.akID}}}
+		return false, &apiError{http.StatusForbidden, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our records.", nil}
 	}
 	if p.token != cred.token {
 		return false, &apiError{http.StatusForbidden, "InvalidSecurityToken", "The security token you provided is invalid.", nil}
@@ -206,9 +206,7 @@ func (e *Emulator) checkScope(p sigParams) *apiError {
 	case p.terminator != scopeTerminator:
 		return invalidArgument(fmt.Sprintf("Invalid credential scope terminator %q, expecting %q.", p.terminator, scopeTerminator))
 	case p.region != e.region:
-		return &apiError{http.StatusBadRequest, "InvalidArgument",
-			fmt.Sprintf("Invalid signing region in the credential scope: %q, expecting %q.", p.region, e.region),
-			[]xmlField{{"Region", e.region}}}
+		return invalidArgument(fmt.Sprintf("Invalid signing region in the credential scope: %q, expecting %q.", p.region, e.region))
 	}
 	if _, err := time.Parse(iso8601Date, p.scopeDate); err != nil {
 		return invalidArgument(fmt.Sprintf("Invalid sign date %q in the credential scope, expecting YYYYMMDD.", p.scopeDate))
@@ -229,10 +227,7 @@ func (e *Emulator) checkTime(p sigParams) *apiError {
 	now := e.now().UTC()
 	if p.query {
 		if now.After(t.Add(time.Duration(p.expires) * time.Second)) {
-			return &apiError{http.StatusForbidden, "AccessDenied", "Request has expired.", []xmlField{
-				{"Expires", t.Add(time.Duration(p.expires) * time.Second).Format(time.RFC3339)},
-				{"ServerTime", now.Format(time.RFC3339)},
-			}}
+			return &apiError{http.StatusForbidden, "AccessDenied", "Request has expired.", nil}
 		}
 		if t.Sub(now) > maxClockSkew {
 			return &apiError{http.StatusForbidden, "AccessDenied", "Request is not valid yet: x-oss-date is in the future.", nil}
@@ -240,11 +235,9 @@ func (e *Emulator) checkTime(p sigParams) *apiError {
 		return nil
 	}
 	if d := now.Sub(t); d > maxClockSkew || d < -maxClockSkew {
-		return &apiError{http.StatusForbidden, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large.", []xmlField{
-			{"RequestTime", t.Format(time.RFC3339)},
-			{"ServerTime", now.Format(time.RFC3339)},
-			{"MaxAllowedSkewMilliseconds", strconv.FormatInt(maxClockSkew.Milliseconds(), 10)},
-		}}
+		return &apiError{http.StatusForbidden, "RequestTimeTooSkewed", fmt.Sprintf(
+			"The difference between the request time (%s) and the server time (%s) is too large.",
+			t.Format(time.RFC3339), now.Format(time.RFC3339)), nil}
 	}
 	return nil
 }

@@ -1,0 +1,442 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/oss-gateway/gateway/ossemu"
+)
+
+// gatewayBin is the binary built once for every test in this file: what
+// these tests start is what operators run.
+var gatewayBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gateway-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	gatewayBin = filepath.Join(dir, "gateway")
+	build := exec.Command("go", "build", "-o", gatewayBin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build gateway:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePort returns a loopback address nobody listens on right now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// process is a running gateway binary.
+type process struct {
+	cmd    *exec.Cmd
+	stdout *lockedBuffer
+	stderr *lockedBuffer
+	http   string
+	admin  string
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startGateway writes cfg (with HTTP and ADMIN replaced by free ports) and
+// runs the binary on it until it is ready.
+func startGateway(t *testing.T, cfg string, env ...string) *process {
+	t.Helper()
+	p := &process{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, http: freePort(t), admin: freePort(t)}
+	path := filepath.Join(t.TempDir(), "gateway.toml")
+	cfg = strings.NewReplacer("HTTPADDR", p.http, "ADMINADDR", p.admin).Replace(cfg)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(gatewayBin, "run", "-config", path)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			p.cmd.Process.Kill()
+			p.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("gateway stderr:\n%s", p.stderr.String())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + p.admin + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			return p
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("gateway did not start:\n%s", p.stderr.String())
+	return nil
+}
+
+func (p *process) get(t *testing.T, host, path string, hdr http.Header) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+p.http+path, nil)
+	req.Host = host
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+// startEmulator serves a fresh emulator on loopback.
+func startEmulator(t *testing.T) (*ossemu.Emulator, string) {
+	t.Helper()
+	emu := ossemu.New(ossemu.Options{Region: "cn-hangzhou"})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := emu.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return emu, ln.Addr().String()
+}
+
+const siteConfig = `
+[server]
+http_listen = "HTTPADDR"
+https_listen = ""
+
+[admin]
+listen = "ADMINADDR"
+
+[credentials]
+source = "%s"
+
+[[site]]
+name = "files"
+domains = ["files.test"]
+bucket = "bkt"
+region = "cn-hangzhou"
+endpoint = "http://%s"
+access = "%s"
+tls = "off"
+`
+
+func TestBinaryServesSignedRequestsAndStopsCleanly(t *testing.T) {
+	emu, emuAddr := startEmulator(t)
+	emu.AddCredential("LTAIbinary", "binary-secret", "")
+	emu.CreateBucket("bkt", ossemu.Private)
+	emu.PutObject("bkt", "a.txt", []byte("from the binary"), nil)
+
+	p := startGateway(t, fmt.Sprintf(siteConfig, "env", emuAddr, "private"),
+		"OSS_ACCESS_KEY_ID=LTAIbinary", "OSS_ACCESS_KEY_SECRET=binary-secret")
+	resp, body := p.get(t, "files.test", "/a.txt", nil)
+	if resp.StatusCode != 200 || string(body) != "from the binary" {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+	if !emu.Requests()[0].Signed {
+		t.Fatal("not signed")
+	}
+	ready, _ := http.Get("http://" + p.admin + "/readyz")
+	ready.Body.Close()
+	if ready.StatusCode != 200 {
+		t.Fatalf("readyz %d", ready.StatusCode)
+	}
+	metrics, err := http.Get("http://" + p.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := io.ReadAll(metrics.Body)
+	metrics.Body.Close()
+	for _, want := range []string{
+		`gateway_requests_total{code="200",method="GET",site="files"} 1`,
+		`gateway_build_info{goversion="go`,
+		`gateway_upstream_requests_total{code="200",endpoint="primary",site="files"} 1`,
+		"gateway_request_duration_seconds_bucket",
+		"gateway_response_bytes_total",
+		"go_goroutines",
+		"process_resident_memory_bytes",
+	} {
+		if !strings.Contains(string(mb), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if strings.Contains(string(mb), "binary-secret") || strings.Contains(p.stderr.String(), "binary-secret") || strings.Contains(p.stdout.String(), "binary-secret") {
+		t.Fatal("secret leaked into metrics or logs")
+	}
+
+	// The access log is one JSON line per request on stdout.
+	var line map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(p.stdout.String())), &line); err != nil {
+		t.Fatalf("access log %q: %v", p.stdout.String(), err)
+	}
+	if line["site"] != "files" || line["status"] != float64(200) || line["upstream_request_id"] == "" {
+		t.Fatalf("access log line %v", line)
+	}
+
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.stderr.String())
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(gatewayBin, "version").CombinedOutput()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^gateway \S+ commit \S+ go1\.\d+`).Match(out) {
+		t.Fatalf("version output %q", out)
+	}
+}
+
+func TestBadConfigExits2WithOneLinePerProblem(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bad.toml")
+	os.WriteFile(path, []byte(`[server]
+http_listen = "127.0.0.1:0"
+bogus = 1
+
+[[site]]
+name = "a"
+domains = ["*.example.com"]
+bucket = "Bad_Bucket"
+region = "cn-hangzhou"
+`), 0o600)
+	cmd := exec.Command(gatewayBin, "run", "-config", path)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Fatalf("exit %v, want status 2", err)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	for _, want := range []string{"bad.toml:3: server.bogus", "site[0].domains[0]", "site[0].bucket"} {
+		found := false
+		for _, l := range lines {
+			found = found || strings.Contains(l, want)
+		}
+		if !found {
+			t.Errorf("no line mentions %q:\n%s", want, stderr.String())
+		}
+	}
+	for _, args := range [][]string{{"run", "-nosuchflag"}, {"frobnicate"}, {"run", "-config", filepath.Join(dir, "missing.toml")}} {
+		if err := exec.Command(gatewayBin, args...).Run(); err == nil || err.(*exec.ExitError).ExitCode() != 2 {
+			t.Errorf("%v: exit %v, want 2", args, err)
+		}
+	}
+}
+
+// TestDemoCurlLinesWorkAsPrinted runs `gateway demo` and each curl line it
+// prints, exactly as printed, through a shell.
+func TestDemoCurlLinesWorkAsPrinted(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl not installed")
+	}
+	gw, admin := freePort(t), freePort(t)
+	cmd := exec.Command(gatewayBin, "demo", "-listen", gw, "-admin", admin)
+	stdout, _ := cmd.StdoutPipe()
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	sc := bufio.NewScanner(stdout)
+	var curls []string
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "curl ") {
+			curls = append(curls, line)
+		}
+		if strings.Contains(line, "/readyz") {
+			break
+		}
+	}
+	go io.Copy(io.Discard, stdout)
+	if len(curls) < 8 {
+		t.Fatalf("demo printed %d curl lines:\n%s", len(curls), stderr.String())
+	}
+	// What each printed line must show, in order.
+	want := []string{"200 OK", "200 OK", "403 Forbidden", "206 1048576", "421 Misdirected Request", "400 Bad Request", "gateway_requests_total{", "200 OK"}
+	for i, c := range curls {
+		out, err := exec.Command("sh", "-c", c).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", c, err, out)
+		}
+		if i < len(want) && !strings.Contains(string(out), want[i]) {
+			t.Errorf("%s\nprinted:\n%s\nwant it to contain %q", c, out, want[i])
+		}
+	}
+}
+
+// TestStreaming1GiBKeepsRSSLow streams a 1 GiB object through the binary
+// and reads the gateway's peak RSS (VmHWM) from /proc.
+func TestStreaming1GiBKeepsRSSLow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1 GiB stream")
+	}
+	const size = 1 << 30
+	emu, emuAddr := startEmulator(t)
+	emu.CreateBucket("bkt", ossemu.PublicRead)
+	emu.PutSyntheticObject("bkt", "huge.bin", size, "application/octet-stream")
+	p := startGateway(t, fmt.Sprintf(siteConfig, "env", emuAddr, "public"))
+
+	req, _ := http.NewRequest("GET", "http://"+p.http+"/huge.bin", nil)
+	req.Host = "files.test"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var n int64
+	buf := make([]byte, 1<<20)
+	for {
+		m, err := io.ReadFull(resp.Body, buf)
+		// Spot-check the first bytes of every MiB against the content.
+		for i := 0; i < 64 && i < m; i++ {
+			if buf[i] != ossemu.SyntheticByte(n+int64(i)) {
+				t.Fatalf("byte %d differs", n+int64(i))
+			}
+		}
+		n += int64(m)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n != size {
+		t.Fatalf("received %d bytes, want %d", n, size)
+	}
+	hwm := peakRSS(t, p.cmd.Process.Pid)
+	t.Logf("gateway peak RSS after streaming 1 GiB: %.1f MiB", float64(hwm)/(1<<20))
+	if hwm > 64<<20 {
+		t.Fatalf("peak RSS %d bytes exceeds 64 MiB", hwm)
+	}
+}
+
+// peakRSS reads VmHWM, the process's peak resident set, in bytes.
+func peakRSS(t *testing.T, pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
+}
+
+// TestECSRAMRoleCredentialsRefresh runs the binary with credentials from
+// the ECS metadata service, played by a loopback HTTP proxy (the SDK's
+// metadata client honours HTTP_PROXY), with credentials that expire within
+// seconds: the gateway must fetch new ones and keep signing.
+func TestECSRAMRoleCredentialsRefresh(t *testing.T) {
+	emu, emuAddr := startEmulator(t)
+	emu.CreateBucket("bkt", ossemu.Private)
+	emu.PutObject("bkt", "a.txt", []byte("ecs"), nil)
+	var fetches atomic.Int32
+	meta := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Host != "100.100.100.200" {
+			http.Error(w, "unexpected host", 502)
+			return
+		}
+		switch r.URL.Path {
+		case "/latest/meta-data/ram/security-credentials/":
+			io.WriteString(w, "gateway-role")
+		case "/latest/meta-data/ram/security-credentials/gateway-role":
+			n := fetches.Add(1)
+			ak, sk, tok := fmt.Sprintf("STS.key%d", n), fmt.Sprintf("secret%d", n), fmt.Sprintf("token%d", n)
+			emu.AddCredential(ak, sk, tok)
+			json.NewEncoder(w).Encode(map[string]any{
+				"AccessKeyId": ak, "AccessKeySecret": sk, "SecurityToken": tok,
+				"Expiration": time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339), "Code": "Success",
+			})
+		default:
+			http.NotFound(w, r)
+		}
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go meta.Serve(ln)
+	defer meta.Close()
+
+	p := startGateway(t, fmt.Sprintf(siteConfig, "ecs_ram_role", emuAddr, "private"),
+		"HTTP_PROXY=http://"+ln.Addr().String(), "http_proxy=http://"+ln.Addr().String(), "NO_PROXY=", "no_proxy=")
+	for i := 0; i < 2; i++ {
+		resp, body := p.get(t, "files.test", "/a.txt", nil)
+		if resp.StatusCode != 200 || string(body) != "ecs" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+		if i == 0 {
+			time.Sleep(3 * time.Second) // past the first credentials' expiry
+		}
+	}
+	reqs := emu.Requests()
+	first, last := reqs[0].Header.Get("X-Oss-Security-Token"), reqs[len(reqs)-1].Header.Get("X-Oss-Security-Token")
+	if fetches.Load() < 2 || first == last || !reqs[len(reqs)-1].Signed {
+		t.Fatalf("credentials not refreshed: %d fetches, tokens %q then %q", fetches.Load(), first, last)
+	}
+	_ = context.Background
+}
