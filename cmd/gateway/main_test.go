@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -438,5 +437,121 @@ func TestECSRAMRoleCredentialsRefresh(t *testing.T) {
 	if fetches.Load() < 2 || first == last || !reqs[len(reqs)-1].Signed {
 		t.Fatalf("credentials not refreshed: %d fetches, tokens %q then %q", fetches.Load(), first, last)
 	}
-	_ = context.Background
+}
+
+func TestReloadOnSIGHUPAndAdminAllowlist(t *testing.T) {
+	emu, emuAddr := startEmulator(t)
+	emu.CreateBucket("bkt", ossemu.PublicRead)
+	emu.PutObject("bkt", "a.txt", []byte("a"), nil)
+	cfg := fmt.Sprintf(siteConfig, "env", emuAddr, "public")
+	p := startGateway(t, cfg)
+	path := p.cmd.Args[len(p.cmd.Args)-1]
+
+	resp, _ := p.get(t, "other.test", "/a.txt", nil)
+	if resp.StatusCode != 421 {
+		t.Fatalf("before reload: %d", resp.StatusCode)
+	}
+	written, _ := os.ReadFile(path)
+	grown := strings.Replace(string(written), `domains = ["files.test"]`, `domains = ["files.test", "other.test"]`, 1)
+	os.WriteFile(path, []byte(grown), 0o600)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, func() bool { r, _ := p.get(t, "other.test", "/a.txt", nil); return r.StatusCode == 200 })
+
+	// A broken file keeps the running config and counts an error.
+	os.WriteFile(path, []byte(grown+"\nnonsense = true\n"), 0o600)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, func() bool { return strings.Contains(p.stderr.String(), "config reload failed") })
+	if r, _ := p.get(t, "other.test", "/a.txt", nil); r.StatusCode != 200 {
+		t.Fatalf("bad reload changed the config: %d", r.StatusCode)
+	}
+	m := scrape(t, p.admin)
+	if !strings.Contains(m, `gateway_config_reloads_total{result="error"} 1`) || !strings.Contains(m, `gateway_config_reloads_total{result="success"} 1`) {
+		t.Fatalf("reload metrics:\n%s", grep(m, "reloads"))
+	}
+
+	// Admin paths are refused to addresses outside admin.allow, after a reload too.
+	os.WriteFile(path, []byte(strings.Replace(grown, "[admin]", "[admin]\nallow = [\"10.0.0.0/8\"]", 1)), 0o600)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, func() bool {
+		r, err := http.Get("http://" + p.admin + "/metrics")
+		if err != nil {
+			return false
+		}
+		r.Body.Close()
+		return r.StatusCode == 403
+	})
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		r, err := http.Get("http://" + p.admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != 403 {
+			t.Errorf("%s from outside admin.allow: %d", path, r.StatusCode)
+		}
+	}
+}
+
+func TestNotReadyWithoutCredentialsButStillServesPublicSites(t *testing.T) {
+	emu, emuAddr := startEmulator(t)
+	emu.CreateBucket("bkt", ossemu.Private)
+	emu.CreateBucket("pub", ossemu.PublicRead)
+	emu.PutObject("pub", "a.txt", []byte("a"), nil)
+	cfg := fmt.Sprintf(siteConfig, "env", emuAddr, "private") + fmt.Sprintf(`
+[[site]]
+name = "pub"
+domains = ["pub.test"]
+bucket = "pub"
+region = "cn-hangzhou"
+endpoint = "http://%s"
+access = "public"
+tls = "off"
+`, emuAddr)
+	p := startGateway(t, cfg, "OSS_ACCESS_KEY_ID=", "OSS_ACCESS_KEY_SECRET=")
+	r, err := http.Get("http://" + p.admin + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != 503 || !strings.Contains(string(body), "credentials") {
+		t.Fatalf("readyz %d %q", r.StatusCode, body)
+	}
+	if resp, body := p.get(t, "files.test", "/a.txt", nil); resp.StatusCode != 503 || !strings.Contains(string(body), "<Code>ServiceUnavailable</Code>") {
+		t.Fatalf("private site without credentials: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := p.get(t, "pub.test", "/a.txt", nil); resp.StatusCode != 200 {
+		t.Fatalf("public site: %d", resp.StatusCode)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("condition not reached in 10s")
+}
+
+func scrape(t *testing.T, admin string) string {
+	t.Helper()
+	r, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	return string(b)
+}
+
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
