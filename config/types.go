@@ -8,6 +8,7 @@ package config
 
 import (
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -193,4 +194,22 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText writes d back as a Go duration string.
 func (d Duration) MarshalText() ([]byte, error) {
 	return []byte(time.Duration(d).String()), nil
+}
+
+// SiteForHost returns the site serving host (a bare host name or IP, as
+// url.URL.Hostname gives it), or nil. Domains are stored normalised, so the
+// host is normalised the same way: lower case, no trailing dot.
+func (c *Config) SiteForHost(host string) *Site {
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if a, err := netip.ParseAddr(host); err == nil {
+		host = a.String()
+	}
+	for i := range c.Sites {
+		for _, d := range c.Sites[i].Domains {
+			if d == host {
+				return &c.Sites[i]
+			}
+		}
+	}
+	return nil
 }

@@ -78,3 +78,82 @@ tls = "off"
 		})
 	}
 }
+
+// BenchmarkPolicy is the policy work of a request that passes every rule of
+// a fully configured site: IP allowlist, per-IP and site rate limits (set
+// high), CORS, Referer, disposition parameter. The client IP is the same on
+// every iteration, so its limiter exists after the first request.
+func BenchmarkPolicy(b *testing.B) {
+	run := policyBench(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		run()
+	}
+}
+
+// TestPolicyDoesNotAllocate holds BenchmarkPolicy's request to zero heap
+// allocations on every test run, not only when someone benchmarks.
+func TestPolicyDoesNotAllocate(t *testing.T) {
+	run := policyBench(t)
+	run() // the first request creates the client's limiter
+	if n := testing.AllocsPerRun(200, run); n != 0 {
+		t.Fatalf("policy work allocates %v times per request", n)
+	}
+}
+
+func policyBench(tb testing.TB) func() {
+	b := tb
+	cfg, err := config.Parse("bench.toml", []byte(`
+[server]
+https_listen = ""
+[[site]]
+name = "img"
+domains = ["img.example.com"]
+bucket = "bkt"
+region = "cn-hangzhou"
+access = "public"
+tls = "off"
+cors_vary_origin = true
+[site.referer]
+allow_empty = false
+allow = ["https://*.example.com/*", "https://partner.example.org/*"]
+deny = ["https://bad.example.com/*"]
+[[site.cors]]
+allowed_origins = ["https://www.example.com"]
+allowed_methods = ["GET", "HEAD"]
+expose_headers = ["ETag"]
+[site.limits]
+per_ip_rps = 1e9
+site_rps = 1e9
+allow_ips = ["203.0.113.0/24", "2001:db8::/32"]
+`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := New(cfg, Options{Transport: fixedTransport{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	st := h.state.Load()
+	s := st.routes.lookup("img.example.com")
+	req := httptest.NewRequest("GET", "http://img.example.com/images/photo.jpg", nil)
+	req.RemoteAddr = "203.0.113.9:4567"
+	req.Header.Set("Referer", "https://www.example.com/gallery/1.html")
+	req.Header.Set("Origin", "https://www.example.com")
+	w := &nopWriter{h: http.Header{}}
+	x := &exchange{st: st, site: s}
+	return func() {
+		*x = exchange{st: st, site: s, client: clientIP(req.RemoteAddr, nil, st.trusted)}
+		clear(w.h)
+		if !h.admit(w, req, s, x) {
+			b.Fatal("refused")
+		}
+	}
+}
+
+// nopWriter is a ResponseWriter that keeps nothing.
+type nopWriter struct{ h http.Header }
+
+func (w *nopWriter) Header() http.Header         { return w.h }
+func (w *nopWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *nopWriter) WriteHeader(int)             {}

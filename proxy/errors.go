@@ -31,6 +31,19 @@ var (
 		"The gateway could not get a response from OSS.", ""}
 	errGatewayTimeout = &ossError{http.StatusGatewayTimeout, "GatewayTimeout",
 		"OSS did not send response headers in time.", ""}
+	errIPDenied = &ossError{http.StatusForbidden, "AccessDenied",
+		"You are not allowed to access this site from your IP address.", "ip"}
+	errRateLimited = &ossError{http.StatusTooManyRequests, "TooManyRequests",
+		"Please reduce your request rate.", "rate_limit"}
+	errCORSForbidden = &ossError{http.StatusForbidden, "AccessForbidden",
+		"CORSResponse: This CORS request is not allowed. This is usually because the evaluation of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.", "cors"}
+	errURLAuth = &ossError{http.StatusForbidden, "AccessDenied",
+		"URL authentication failed: auth_key is missing, expired or invalid.", "url_auth"}
+	errRefererDenied = &ossError{http.StatusForbidden, "AccessDenied",
+		"You are denied by bucket referer policy.", "referer"}
+
+	// errClientGone is not sent: the client left before OSS answered.
+	errClientGone = &ossError{499, "ClientClosedRequest", "", ""}
 )
 
 // writeError sends e as OSS's XML error body. hostID is the Host the client

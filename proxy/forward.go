@@ -40,53 +40,48 @@ func dropRequestHeader(k string, private bool) bool {
 	return false
 }
 
-// forward sends the request to OSS and streams the answer back. It returns
-// true when the response was cut after its headers went out.
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, st *state, x *exchange) (aborted bool) {
+// forward sends the request to OSS and streams the answer back, applying
+// the site's website, CORS and disposition rules to OSS's response. It
+// returns true when the response was cut after its headers went out.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, x *exchange) (aborted bool) {
 	s := x.site
-	up := s.primary
-	out := h.outgoing(r, st, s, up, x)
-	if s.private {
-		cred, cerr := resolveCredentials(r.Context(), h.opts.Credentials)
-		if cerr != nil {
-			x.err = cerr
-			h.refuse(w, r, x, errNoCredentials)
-			return false
-		}
-		if serr := signRequest(r.Context(), out, s.bucket, x.key, s.region, &cred); serr != nil {
-			x.err = serr
-			h.refuse(w, r, x, errNoCredentials)
-			return false
-		}
-	}
-
-	t0 := time.Now()
-	resp, err := h.opts.Transport.RoundTrip(out)
-	s.metrics.upstreamDuration(up.label).Observe(time.Since(t0).Seconds())
-	if err != nil {
-		h.opts.Metrics.Upstream.WithLabelValues(s.name, up.label, "0").Inc()
-		x.err = err
-		switch {
-		case r.Context().Err() != nil:
-			x.status = 499 // client went away; nobody is left to answer
-		case isTimeout(err):
-			h.refuse(w, r, x, errGatewayTimeout)
-		default:
-			h.refuse(w, r, x, errBadGateway)
-		}
+	resp, oerr := h.roundTrip(r, x, r.Method, x.key, true)
+	if oerr != nil {
+		h.refuse(w, r, x, oerr)
 		return false
 	}
+	status := resp.StatusCode
+	if resp.StatusCode == http.StatusNotFound && s.website.active() && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		var redirect string
+		resp, status, redirect, oerr = h.websiteNotFound(r, x, resp)
+		if oerr != nil {
+			h.refuse(w, r, x, oerr)
+			return false
+		}
+		if redirect != "" {
+			s.cors.apply(w.Header(), r.Header.Get("Origin"), r.Method)
+			w.Header().Set("Location", redirect)
+			x.status = http.StatusFound
+			w.WriteHeader(http.StatusFound)
+			return false
+		}
+	}
 	defer resp.Body.Close()
-	h.opts.Metrics.Upstream.WithLabelValues(s.name, up.label, codeLabel(resp.StatusCode)).Inc()
-	x.upstreamID = resp.Header.Get("X-Oss-Request-Id")
 
-	copyResponseHeader(w.Header(), resp.Header)
-	x.status = resp.StatusCode
-	w.WriteHeader(resp.StatusCode)
+	hdr := w.Header()
+	copyResponseHeader(hdr, resp.Header)
+	s.cors.apply(hdr, r.Header.Get("Origin"), r.Method)
+	s.disposition.apply(hdr, x.key, status, x.download, x.downloadName)
+	x.status = status
+	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
 		return false
 	}
-	n, err := copyBody(w, resp.Body)
+	var dst io.Writer = w
+	if s.egressBytesPerSec > 0 {
+		dst = newEgressWriter(r.Context(), w, s.egressBytesPerSec)
+	}
+	n, err := copyBody(dst, resp.Body)
 	x.bytesOut = n
 	if err != nil {
 		x.err = err
@@ -95,11 +90,49 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, st *state, x *
 	return false
 }
 
+// roundTrip sends one request for key to OSS, signed when the site is
+// private, and returns OSS's response with its headers read. withBody says
+// whether the client's body goes along (only the client's own request has
+// one; website follow-ups do not). Errors come back as the gateway's own.
+func (h *Handler) roundTrip(r *http.Request, x *exchange, method, key string, withBody bool) (*http.Response, *ossError) {
+	s := x.site
+	up := s.primary
+	out := h.outgoing(r, s, up, x, method, key, withBody)
+	if s.private {
+		cred, err := resolveCredentials(r.Context(), h.opts.Credentials)
+		if err == nil {
+			err = signRequest(r.Context(), out, s.bucket, key, s.region, &cred)
+		}
+		if err != nil {
+			x.err = err
+			return nil, errNoCredentials
+		}
+	}
+	t0 := time.Now()
+	resp, err := h.opts.Transport.RoundTrip(out)
+	s.metrics.upstreamDuration(up.label).Observe(time.Since(t0).Seconds())
+	if err != nil {
+		h.opts.Metrics.Upstream.WithLabelValues(s.name, up.label, "0").Inc()
+		x.err = err
+		switch {
+		case r.Context().Err() != nil:
+			return nil, errClientGone
+		case isTimeout(err):
+			return nil, errGatewayTimeout
+		default:
+			return nil, errBadGateway
+		}
+	}
+	h.opts.Metrics.Upstream.WithLabelValues(s.name, up.label, codeLabel(resp.StatusCode)).Inc()
+	x.upstreamID = resp.Header.Get("X-Oss-Request-Id")
+	return resp, nil
+}
+
 // outgoing builds the request to OSS: addressed to up, carrying the client's
-// end-to-end headers and body, with the query a site of this access type may
-// forward.
-func (h *Handler) outgoing(r *http.Request, st *state, s *site, up *upstream, x *exchange) *http.Request {
-	query := r.URL.RawQuery
+// end-to-end headers (and body, when withBody), with the query a site of this
+// access type may forward.
+func (h *Handler) outgoing(r *http.Request, s *site, up *upstream, x *exchange, method, key string, withBody bool) *http.Request {
+	query := x.query
 	if s.private {
 		query = privateQuery(query)
 	}
@@ -111,17 +144,17 @@ func (h *Handler) outgoing(r *http.Request, st *state, s *site, up *upstream, x 
 		}
 		hdr[k] = vv
 	}
-	hdr["X-Forwarded-For"] = []string{forwardedFor(r, st, x)}
+	hdr["X-Forwarded-For"] = []string{forwardedFor(r, x.st.trusted)}
 	if _, ok := hdr["User-Agent"]; !ok {
 		hdr["User-Agent"] = []string{""} // no Go default in OSS logs
 	}
 
 	out := &http.Request{
-		Method: r.Method,
+		Method: method,
 		URL: &url.URL{
 			Scheme:   up.scheme,
 			Host:     up.addr,
-			Opaque:   escapeKeyPath(x.key),
+			Opaque:   escapeKeyPath(key),
 			RawQuery: query,
 		},
 		Proto:      "HTTP/1.1",
@@ -130,7 +163,7 @@ func (h *Handler) outgoing(r *http.Request, st *state, s *site, up *upstream, x 
 		Header:     hdr,
 		Host:       up.host,
 	}
-	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+	if withBody && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
 		out.Body = &countingReader{r: r.Body, n: &x.bytesIn}
 		out.ContentLength = r.ContentLength
 	}
@@ -139,10 +172,10 @@ func (h *Handler) outgoing(r *http.Request, st *state, s *site, up *upstream, x 
 
 // forwardedFor is the X-Forwarded-For to send: the chain a trusted proxy
 // reported, plus the peer; from anyone else, just the peer.
-func forwardedFor(r *http.Request, st *state, x *exchange) string {
+func forwardedFor(r *http.Request, trusted trustedSet) string {
 	peer := parseRemoteAddr(r.RemoteAddr)
 	prior := r.Header["X-Forwarded-For"]
-	if len(prior) == 0 || !peer.IsValid() || !st.trusted.contains(peer) {
+	if len(prior) == 0 || !peer.IsValid() || !trusted.contains(peer) {
 		return addrString(peer)
 	}
 	return strings.Join(prior, ", ") + ", " + peer.String()

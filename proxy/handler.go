@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,8 @@ type Options struct {
 	Credentials credentials.CredentialsProvider
 	// Transport carries requests to OSS; nil builds one from [server].
 	Transport http.RoundTripper
+	// Getenv reads url_auth keys; nil means os.Getenv.
+	Getenv func(string) string
 }
 
 // Handler is the gateway's http.Handler. Its config can be swapped while it
@@ -52,6 +55,9 @@ type state struct {
 func New(cfg *config.Config, o Options) (*Handler, error) {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(prometheus.NewRegistry(), "test")
+	}
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -86,7 +92,7 @@ func (h *Handler) Config() *config.Config { return h.state.Load().cfg }
 func (h *Handler) compile(cfg *config.Config) (*state, error) {
 	st := &state{cfg: cfg, routes: make(router), trusted: trustedSet(cfg.Server.TrustedProxyNets)}
 	for i := range cfg.Sites {
-		s, err := newSite(&cfg.Sites[i], h.opts.Metrics)
+		s, err := newSite(&cfg.Sites[i], h.opts.Metrics, h.opts.Getenv)
 		if err != nil {
 			return nil, fmt.Errorf("site %q: %w", cfg.Sites[i].Name, err)
 		}
@@ -126,9 +132,11 @@ func (h *Handler) Ready(ctx context.Context) error {
 // access log and the metrics report once it is done.
 type exchange struct {
 	start      time.Time
+	st         *state
 	id         string
 	site       *site
 	key        string
+	query      string // raw query to forward, after the gateway took its own parameters
 	status     int
 	bytesOut   int64
 	bytesIn    int64
@@ -136,11 +144,14 @@ type exchange struct {
 	upstreamID string
 	denied     string
 	err        error
+
+	download     bool   // ?download asked for an attachment
+	downloadName string // file name it asked for, "" = the key's
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := h.state.Load()
-	x := exchange{start: time.Now(), id: h.ids.next()}
+	x := exchange{start: time.Now(), st: st, id: h.ids.next()}
 	w.Header()["X-Request-Id"] = []string{x.id}
 	x.client = clientIP(r.RemoteAddr, r.Header["X-Forwarded-For"], st.trusted)
 
@@ -150,26 +161,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.finish(r, &x)
 		return
 	}
-	sm := &x.site.metrics
-	sm.inflight.Inc()
-	defer sm.inflight.Dec()
-
-	key, ok := objectKey(x.site.prefix, r.URL)
-	if !ok || len(key) == len(x.site.prefix) {
-		// No key below the prefix: that would be a bucket listing, which
-		// is never the site's to give.
-		h.refuse(w, r, &x, errBadObjectName)
-		h.finish(r, &x)
-		return
-	}
-	x.key = key
-	if !x.site.methods.has(r.Method) {
-		w.Header().Set("Allow", x.site.allowHeader)
-		h.refuse(w, r, &x, errMethodNotAllowed)
-		h.finish(r, &x)
-		return
-	}
-	aborted := h.forward(w, r, st, &x)
+	s := x.site
+	s.metrics.inflight.Inc()
+	defer s.metrics.inflight.Dec()
+	aborted := h.serveSite(w, r, s, &x)
 	h.finish(r, &x)
 	if aborted {
 		// The response was cut after its headers went out: make sure the
@@ -178,11 +173,111 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// refuse answers with one of the gateway's own errors.
+// serveSite runs a routed request through the site's checks and then to
+// OSS. It returns true when a response had to be cut after its headers were
+// sent.
+func (h *Handler) serveSite(w http.ResponseWriter, r *http.Request, s *site, x *exchange) bool {
+	if !h.admit(w, r, s, x) {
+		return false
+	}
+	return h.forward(w, r, x)
+}
+
+// admit applies the site's rules in the order DESIGN.md fixes: path,
+// allow_ips, rate limits, CORS preflight, method, url_auth, Referer. It
+// returns false when it has answered the request itself; otherwise x.key and
+// x.query are what to ask OSS for.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request, s *site, x *exchange) bool {
+	key, ok := objectKey(s.prefix, r.URL)
+	if !ok {
+		h.refuse(w, r, x, errBadObjectName)
+		return false
+	}
+	x.key = key
+	if !s.allowIPs.contains(x.client) && len(s.allowIPs) > 0 {
+		h.refuse(w, r, x, errIPDenied)
+		return false
+	}
+	now := x.start
+	if ok, wait := s.ipLimit.allow(x.client, now); !ok {
+		h.refuseRetryAfter(w, r, x, wait)
+		return false
+	}
+	if ok, wait := s.siteLimit.allow(now); !ok {
+		h.refuseRetryAfter(w, r, x, wait)
+		return false
+	}
+	origin := r.Header.Get("Origin")
+	if r.Method == http.MethodOptions && origin != "" {
+		if acrm := r.Header.Get("Access-Control-Request-Method"); acrm != "" {
+			if !s.cors.preflight(w.Header(), origin, acrm, r.Header.Get("Access-Control-Request-Headers")) {
+				h.refuse(w, r, x, errCORSForbidden)
+				return false
+			}
+			s.cors.varyOnly(w.Header())
+			x.status = http.StatusOK
+			w.Header().Set("Content-Length", "0")
+			w.WriteHeader(http.StatusOK)
+			return false
+		}
+	}
+	if !s.methods.has(r.Method) {
+		w.Header().Set("Allow", s.allowHeader)
+		h.refuse(w, r, x, errMethodNotAllowed)
+		return false
+	}
+	query := r.URL.RawQuery
+	if s.urlAuth != nil {
+		var ok bool
+		if query, ok = s.urlAuth.check(r.URL.EscapedPath(), query, now); !ok {
+			h.refuse(w, r, x, errURLAuth)
+			return false
+		}
+	}
+	// On public sites a request with an AccessKey Authorization header is
+	// OSS's to judge; everything else (anonymous, signed URLs, and every
+	// request on a private site, whose Authorization is stripped) is held to
+	// the Referer rules, as OSS holds them.
+	if s.private || r.Header.Get("Authorization") == "" {
+		if !s.referer.allow(r.Header.Get("Referer")) {
+			h.refuse(w, r, x, errRefererDenied)
+			return false
+		}
+	}
+	query, x.download, x.downloadName = s.disposition.takeParam(query)
+	x.query = query
+
+	rel := key[len(s.prefix):]
+	if s.website.Index != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		key = s.prefix + websiteIndexKey(rel, s.website)
+	} else if rel == "" {
+		// No key below the prefix: that would be a bucket listing, which
+		// is never the site's to give.
+		h.refuse(w, r, x, errBadObjectName)
+		return false
+	}
+	x.key = key
+	return true
+}
+
+// refuse answers with one of the gateway's own errors. A site's CORS rules
+// apply to it, so that a page's script can read why it was refused.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, x *exchange, e *ossError) {
 	x.status = e.status
 	x.denied = e.reason
+	if e == errClientGone {
+		return
+	}
+	if x.site != nil && e != errCORSForbidden {
+		x.site.cors.apply(w.Header(), r.Header.Get("Origin"), r.Method)
+	}
 	writeError(w, r, e, x.id)
+}
+
+// refuseRetryAfter answers 429 with the wait in whole seconds.
+func (h *Handler) refuseRetryAfter(w http.ResponseWriter, r *http.Request, x *exchange, wait time.Duration) {
+	w.Header().Set("Retry-After", retryAfterSeconds(wait))
+	h.refuse(w, r, x, errRateLimited)
 }
 
 // finish records the exchange in the metrics and the access log.

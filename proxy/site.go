@@ -23,16 +23,44 @@ type site struct {
 	primary     *upstream
 	fallback    *upstream // nil when no fallback_endpoint
 	metrics     siteMetrics
+
+	allowIPs          trustedSet // limits.allow_ips; empty = everyone
+	ipLimit           *ipLimiters
+	siteLimit         *siteLimiter
+	egressBytesPerSec int64
+	cors              *corsPolicy
+	referer           *refererPolicy
+	urlAuth           *urlAuth // nil when url_auth is off
+	disposition       *dispositionPolicy
+	website           websitePolicy
 }
 
-func newSite(c *config.Site, m *Metrics) (*site, error) {
+// maxIPLimiters bounds the per-client-IP limiter table of a site.
+const maxIPLimiters = 65536
+
+func newSite(c *config.Site, m *Metrics, getenv func(string) string) (*site, error) {
 	s := &site{
-		cfg:     c,
-		name:    c.Name,
-		bucket:  c.Bucket,
-		region:  c.Region,
-		prefix:  c.Prefix,
-		private: c.Access == "private",
+		cfg:               c,
+		name:              c.Name,
+		bucket:            c.Bucket,
+		region:            c.Region,
+		prefix:            c.Prefix,
+		private:           c.Access == "private",
+		allowIPs:          trustedSet(c.Limits.AllowIPNets),
+		ipLimit:           newIPLimiters(c.Limits.PerIPRPS, c.Limits.PerIPBurst, maxIPLimiters),
+		siteLimit:         newSiteLimiter(c.Limits.SiteRPS, c.Limits.SiteBurst),
+		egressBytesPerSec: c.Limits.PerConnBytesPerSec,
+		cors:              newCORSPolicy(c.CORS, c.CORSVaryOrigin),
+		referer:           newRefererPolicy(c.Referer),
+		disposition:       newDispositionPolicy(c.Disposition),
+		website:           websitePolicy{c.Website},
+	}
+	if c.URLAuth.Enabled {
+		a, err := newURLAuth(c.URLAuth, getenv)
+		if err != nil {
+			return nil, fmt.Errorf("url_auth: %w", err)
+		}
+		s.urlAuth = a
 	}
 	for _, meth := range c.Methods {
 		bit := methodBit(strings.ToUpper(meth))

@@ -107,6 +107,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			return err
 		}
 		addrs.HTTP = httpLn.Addr().String()
+		if cfg.Server.ProxyProtocol {
+			httpLn = wrapProxyProtocol(httpLn, cfg.Server.TrustedProxyNets, cfg.Server.ReadHeaderTimeout.D())
+		}
 	}
 	if cfg.Admin.Listen != "" {
 		if adminLn, err = listen(cfg.Admin.Listen); err != nil {

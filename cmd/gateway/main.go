@@ -9,14 +9,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/oss-gateway/gateway/config"
 	"github.com/oss-gateway/gateway/demo"
+	"github.com/oss-gateway/gateway/proxy"
 	"github.com/oss-gateway/gateway/server"
 )
 
@@ -43,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args, stdout, stderr)
 	case "demo":
 		return cmdDemo(args, stdout, stderr)
+	case "sign":
+		return cmdSign(args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "gateway %s commit %s %s\n", version, buildCommit(), runtime.Version())
 		return 0
@@ -61,6 +66,7 @@ func usage(w io.Writer) {
 commands:
   run -config gateway.toml   serve (the default command)
   demo                       serve in front of a built-in OSS emulator on 127.0.0.1
+  sign -config F -url URL    print URL with a CDN type A auth_key (sites with url_auth)
   version                    print version, commit and Go version
 `)
 }
@@ -127,4 +133,49 @@ func buildCommit() string {
 		}
 	}
 	return "unknown"
+}
+
+func cmdSign(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sign", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "gateway.toml", "config file")
+	rawURL := fs.String("url", "", "URL to sign, e.g. https://img.example.com/a.jpg")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if *rawURL == "" {
+		fmt.Fprintln(stderr, "gateway sign: -url is required")
+		return exitUsage
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitUsage
+	}
+	u, err := url.Parse(*rawURL)
+	if err != nil || u.Host == "" {
+		fmt.Fprintf(stderr, "gateway sign: -url %q is not an absolute URL\n", *rawURL)
+		return exitUsage
+	}
+	site := cfg.SiteForHost(u.Hostname())
+	if site == nil {
+		fmt.Fprintf(stderr, "gateway sign: no site in %s serves %q\n", *path, u.Hostname())
+		return 1
+	}
+	if !site.URLAuth.Enabled {
+		fmt.Fprintf(stderr, "gateway sign: site %q does not have url_auth enabled\n", site.Name)
+		return 1
+	}
+	key := os.Getenv(site.URLAuth.KeyEnv)
+	if key == "" {
+		fmt.Fprintf(stderr, "gateway sign: site %q: environment variable %s (url_auth.key_env) is empty\n", site.Name, site.URLAuth.KeyEnv)
+		return 1
+	}
+	signed, err := proxy.SignURL(*rawURL, key, time.Now())
+	if err != nil {
+		fmt.Fprintf(stderr, "gateway sign: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, signed)
+	return 0
 }
