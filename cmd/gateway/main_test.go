@@ -555,3 +555,78 @@ func grep(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+func TestSignPrintsAURLTheGatewayAccepts(t *testing.T) {
+	emu, emuAddr := startEmulator(t)
+	emu.CreateBucket("bkt", ossemu.PublicRead)
+	emu.PutObject("bkt", "clip.mp4", []byte("video"), nil)
+	cfg := fmt.Sprintf(siteConfig, "env", emuAddr, "public") + `
+[site.url_auth]
+enabled = true
+key_env = "SIGN_TEST_KEY"
+ttl = "5m"
+`
+	p := startGateway(t, cfg, "SIGN_TEST_KEY=sign-secret")
+	path := p.cmd.Args[len(p.cmd.Args)-1]
+
+	sign := exec.Command(gatewayBin, "sign", "-config", path, "-url", "http://files.test/clip.mp4")
+	sign.Env = append(os.Environ(), "SIGN_TEST_KEY=sign-secret")
+	out, err := sign.Output()
+	if err != nil {
+		t.Fatalf("gateway sign: %v", err)
+	}
+	signed := strings.TrimSpace(string(out))
+	if !regexp.MustCompile(`^http://files\.test/clip\.mp4\?auth_key=\d+-[0-9a-f]+-0-[0-9a-f]{32}$`).MatchString(signed) {
+		t.Fatalf("signed URL %q", signed)
+	}
+	if resp, body := p.get(t, "files.test", strings.TrimPrefix(signed, "http://files.test"), nil); resp.StatusCode != 200 || string(body) != "video" {
+		t.Fatalf("signed URL refused: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := p.get(t, "files.test", "/clip.mp4", nil); resp.StatusCode != 403 {
+		t.Fatalf("unsigned URL: %d", resp.StatusCode)
+	}
+	// Without the key in the environment, sign fails clearly.
+	noKey := exec.Command(gatewayBin, "sign", "-config", path, "-url", "http://files.test/clip.mp4")
+	noKey.Env = append(os.Environ(), "SIGN_TEST_KEY=")
+	if out, err := noKey.CombinedOutput(); err == nil || !strings.Contains(string(out), "SIGN_TEST_KEY") {
+		t.Fatalf("sign without key: %v %s", err, out)
+	}
+}
+
+func TestProxyProtocolFromTrustedSLB(t *testing.T) {
+	emu, emuAddr := startEmulator(t)
+	emu.CreateBucket("bkt", ossemu.PublicRead)
+	emu.PutObject("bkt", "a.txt", []byte("a"), nil)
+	cfg := strings.Replace(fmt.Sprintf(siteConfig, "env", emuAddr, "public"), "[admin]",
+		"proxy_protocol = true\ntrusted_proxies = [\"127.0.0.1/32\"]\n\n[admin]", 1) + `
+[site.limits]
+allow_ips = ["203.0.113.0/24"]
+`
+	p := startGateway(t, cfg)
+	send := func(prefix string) string {
+		c, err := net.Dial("tcp", p.http)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "%sGET /a.txt HTTP/1.1\r\nHost: files.test\r\nConnection: close\r\n\r\n", prefix)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Status
+	}
+	// The SLB names the client; allow_ips judges that client.
+	if got := send("PROXY TCP4 203.0.113.5 127.0.0.1 40000 80\r\n"); !strings.HasPrefix(got, "200") {
+		t.Fatalf("client in allow_ips behind PROXY protocol: %s", got)
+	}
+	if got := send("PROXY TCP4 198.51.100.5 127.0.0.1 40000 80\r\n"); !strings.HasPrefix(got, "403") {
+		t.Fatalf("client outside allow_ips behind PROXY protocol: %s", got)
+	}
+	// A health check without a header is judged on its socket address.
+	if got := send(""); !strings.HasPrefix(got, "403") {
+		t.Fatalf("no header: %s", got)
+	}
+	waitFor(t, func() bool { return strings.Contains(p.stdout.String(), `"client_ip":"203.0.113.5"`) })
+}
