@@ -45,7 +45,8 @@ func dropRequestHeader(k string, private bool) bool {
 // returns true when the response was cut after its headers went out.
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request, x *exchange) (aborted bool) {
 	s := x.site
-	resp, oerr := h.roundTrip(r, x, r.Method, x.key, true)
+	s.retry.budget.request(x.start)
+	resp, oerr := h.fetch(r, x, r.Method, x.key, true)
 	if oerr != nil {
 		h.refuse(w, r, x, oerr)
 		return false
@@ -82,6 +83,13 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, x *exchange) (
 		dst = newEgressWriter(r.Context(), w, s.egressBytesPerSec)
 	}
 	n, err := copyBody(dst, resp.Body)
+	if err != nil && !errors.Is(err, errClientWrite) && r.Context().Err() == nil {
+		if sp, ok := resumable(r.Method, resp); ok {
+			var more int64
+			more, err = h.resume(r, x, dst, sp, n)
+			n += more
+		}
+	}
 	x.bytesOut = n
 	if err != nil {
 		x.err = err
@@ -94,9 +102,8 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, x *exchange) (
 // private, and returns OSS's response with its headers read. withBody says
 // whether the client's body goes along (only the client's own request has
 // one; website follow-ups do not). Errors come back as the gateway's own.
-func (h *Handler) roundTrip(r *http.Request, x *exchange, method, key string, withBody bool) (*http.Response, *ossError) {
+func (h *Handler) roundTrip(r *http.Request, x *exchange, up *upstream, method, key string, withBody bool) (*http.Response, *ossError) {
 	s := x.site
-	up := s.primary
 	out := h.outgoing(r, s, up, x, method, key, withBody)
 	if s.private {
 		cred, err := resolveCredentials(r.Context(), h.opts.Credentials)
@@ -145,6 +152,13 @@ func (h *Handler) outgoing(r *http.Request, s *site, up *upstream, x *exchange, 
 		hdr[k] = vv
 	}
 	hdr["X-Forwarded-For"] = []string{forwardedFor(r, x.st.trusted)}
+	if x.resumeRange != "" {
+		for _, k := range []string{"If-Range", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"} {
+			delete(hdr, k)
+		}
+		hdr["Range"] = []string{x.resumeRange}
+		hdr["If-Match"] = []string{x.resumeETag}
+	}
 	if _, ok := hdr["User-Agent"]; !ok {
 		hdr["User-Agent"] = []string{""} // no Go default in OSS logs
 	}

@@ -142,8 +142,14 @@ type exchange struct {
 	bytesIn    int64
 	client     netip.Addr
 	upstreamID string
+	retries    int
+	resumes    int
 	denied     string
 	err        error
+
+	// resumeRange and resumeETag, when set, turn the next request to OSS
+	// into the continuation of a broken body.
+	resumeRange, resumeETag string
 
 	download     bool   // ?download asked for an attachment
 	downloadName string // file name it asked for, "" = the key's
@@ -322,6 +328,7 @@ func (h *Handler) finish(r *http.Request, x *exchange) {
 			slog.String("client_ip", addrString(x.client)),
 			slog.String("request_id", x.id),
 			slog.String("upstream_request_id", x.upstreamID),
+			slog.Int("retries", x.retries),
 			slog.String("denied", x.denied),
 		)
 	}

@@ -33,6 +33,7 @@ type site struct {
 	urlAuth           *urlAuth // nil when url_auth is off
 	disposition       *dispositionPolicy
 	website           websitePolicy
+	retry             *retryPolicy
 }
 
 // maxIPLimiters bounds the per-client-IP limiter table of a site.
@@ -54,6 +55,7 @@ func newSite(c *config.Site, m *Metrics, getenv func(string) string) (*site, err
 		referer:           newRefererPolicy(c.Referer),
 		disposition:       newDispositionPolicy(c.Disposition),
 		website:           websitePolicy{c.Website},
+		retry:             newRetryPolicy(c.Retry),
 	}
 	if c.URLAuth.Enabled {
 		a, err := newURLAuth(c.URLAuth, getenv)
