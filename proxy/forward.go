@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -79,8 +80,11 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, x *exchange) (
 		return false
 	}
 	var dst io.Writer = w
+	if d := x.st.progressTimeout; d > 0 {
+		dst = &progressWriter{w: w, rc: http.NewResponseController(w), d: d}
+	}
 	if s.egressBytesPerSec > 0 {
-		dst = newEgressWriter(r.Context(), w, s.egressBytesPerSec)
+		dst = newEgressWriter(r.Context(), dst, s.egressBytesPerSec)
 	}
 	n, err := copyBody(dst, resp.Body)
 	if err != nil && !errors.Is(err, errClientWrite) && r.Context().Err() == nil {
@@ -115,10 +119,13 @@ func (h *Handler) roundTrip(r *http.Request, x *exchange, up *upstream, method, 
 			return nil, errNoCredentials
 		}
 	}
+	ctx, cancel := context.WithCancel(r.Context())
+	out = out.WithContext(ctx)
 	t0 := time.Now()
 	resp, err := h.opts.Transport.RoundTrip(out)
 	s.metrics.upstreamDuration(up.label).Observe(time.Since(t0).Seconds())
 	if err != nil {
+		cancel()
 		h.opts.Metrics.Upstream.WithLabelValues(s.name, up.label, "0").Inc()
 		x.err = err
 		switch {
@@ -132,7 +139,24 @@ func (h *Handler) roundTrip(r *http.Request, x *exchange, up *upstream, method, 
 	}
 	h.opts.Metrics.Upstream.WithLabelValues(s.name, up.label, codeLabel(resp.StatusCode)).Inc()
 	x.upstreamID = resp.Header.Get("X-Oss-Request-Id")
+	if d := x.st.upstreamStall; d > 0 {
+		resp.Body = newStallGuard(resp.Body, d, cancel)
+	} else {
+		resp.Body = &cancelOnClose{resp.Body, cancel}
+	}
 	return resp, nil
+}
+
+// cancelOnClose releases a request's context with its body.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 // outgoing builds the request to OSS: addressed to up, carrying the client's
@@ -178,10 +202,14 @@ func (h *Handler) outgoing(r *http.Request, s *site, up *upstream, x *exchange, 
 		Host:       up.host,
 	}
 	if withBody && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
-		out.Body = &countingReader{r: r.Body, n: &x.bytesIn}
+		var body io.ReadCloser = r.Body
+		if d := x.st.progressTimeout; d > 0 {
+			body = &progressReader{r: body, rc: http.NewResponseController(x.w), d: d}
+		}
+		out.Body = &countingReader{r: body, n: &x.bytesIn}
 		out.ContentLength = r.ContentLength
 	}
-	return out.WithContext(r.Context())
+	return out
 }
 
 // forwardedFor is the X-Forwarded-For to send: the chain a trusted proxy

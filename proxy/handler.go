@@ -37,8 +37,9 @@ type Options struct {
 // serves: each request reads the current one once and keeps it to the end.
 type Handler struct {
 	opts  Options
-	ids   *requestIDs
-	state atomic.Pointer[state]
+	ids      *requestIDs
+	state    atomic.Pointer[state]
+	inflight atomic.Int64
 }
 
 // state is everything derived from one config. It is immutable once built.
@@ -49,6 +50,12 @@ type state struct {
 	trusted   trustedSet
 	anyPublic bool
 	anySigned bool
+
+	// progressTimeout bounds each read and write on a client connection
+	// (idle_timeout; none when write_timeout bounds the whole response).
+	progressTimeout time.Duration
+	// upstreamStall bounds silence in an OSS body mid-stream.
+	upstreamStall time.Duration
 }
 
 // New builds a Handler serving cfg.
@@ -90,7 +97,15 @@ func (h *Handler) Load(cfg *config.Config) error {
 func (h *Handler) Config() *config.Config { return h.state.Load().cfg }
 
 func (h *Handler) compile(cfg *config.Config) (*state, error) {
-	st := &state{cfg: cfg, routes: make(router), trusted: trustedSet(cfg.Server.TrustedProxyNets)}
+	st := &state{
+		cfg:           cfg,
+		routes:        make(router),
+		trusted:       trustedSet(cfg.Server.TrustedProxyNets),
+		upstreamStall: cfg.Server.UpstreamHeaderTimeout.D(),
+	}
+	if cfg.Server.WriteTimeout == 0 {
+		st.progressTimeout = cfg.Server.IdleTimeout.D()
+	}
 	for i := range cfg.Sites {
 		s, err := newSite(&cfg.Sites[i], h.opts.Metrics, h.opts.Getenv)
 		if err != nil {
@@ -147,6 +162,8 @@ type exchange struct {
 	denied     string
 	err        error
 
+	w http.ResponseWriter // the client's, for deadlines on its connection
+
 	// resumeRange and resumeETag, when set, turn the next request to OSS
 	// into the continuation of a broken body.
 	resumeRange, resumeETag string
@@ -156,8 +173,10 @@ type exchange struct {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.inflight.Add(1)
+	defer h.inflight.Add(-1)
 	st := h.state.Load()
-	x := exchange{start: time.Now(), st: st, id: h.ids.next()}
+	x := exchange{start: time.Now(), st: st, id: h.ids.next(), w: w}
 	w.Header()["X-Request-Id"] = []string{x.id}
 	x.client = clientIP(r.RemoteAddr, r.Header["X-Forwarded-For"], st.trusted)
 
@@ -340,3 +359,7 @@ func addrString(a netip.Addr) string {
 	}
 	return a.String()
 }
+
+// Inflight is the number of client requests being served now; a drain
+// that runs out of time reports how many it cut.
+func (h *Handler) Inflight() int64 { return h.inflight.Load() }

@@ -126,3 +126,29 @@ tls = "off"
 methods = ["GET", "HEAD", "PUT"]
 `
 }
+
+func TestStalledUpstreamBodyIsAbandoned(t *testing.T) {
+	upstreamGaveUp := make(chan struct{})
+	addr := lockstepUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1048576")
+		w.Write(make([]byte, 64<<10))
+		w.(http.Flusher).Flush()
+		select { // go silent mid-body
+		case <-r.Context().Done():
+			close(upstreamGaveUp)
+		case <-time.After(20 * time.Second):
+		}
+	})
+	e := newEnv(t, envOpts{noDefaults: true, server: `upstream_header_timeout = "300ms"`, sites: siteFor(addr, "GET")})
+	resp := e.do("GET", "lock.test", "/obj", nil, nil)
+	_, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err == nil {
+		t.Fatal("a stalled body ended cleanly for the client")
+	}
+	select {
+	case <-upstreamGaveUp:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the gateway kept waiting on a silent upstream")
+	}
+}

@@ -184,7 +184,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	defer cancel()
 	err = srv.Shutdown(sctx)
 	if err != nil {
-		logger.Warn("grace period over; cutting requests still running", "error", err)
+		logger.Warn("grace period over; cutting requests still running", "cut", h.Inflight(), "error", err)
 		_ = srv.Close()
 	}
 	_ = admin.Close()

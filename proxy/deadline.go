@@ -1,0 +1,87 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// progressWriter gives every write to the client its own deadline, renewed
+// on each call: a client that stops reading is dropped after d, while a slow
+// one that keeps reading (64 KiB/s on a mobile link) can take as long as its
+// download needs. A whole-response write_timeout cannot tell the two apart.
+type progressWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+	d  time.Duration
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	_ = p.rc.SetWriteDeadline(time.Now().Add(p.d)) // unsupported writers keep their own
+	return p.w.Write(b)
+}
+
+// progressReader does the same for request bodies: an upload that stalls is
+// cut, one that trickles along is not.
+type progressReader struct {
+	r  io.ReadCloser
+	rc *http.ResponseController
+	d  time.Duration
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	_ = p.rc.SetReadDeadline(time.Now().Add(p.d))
+	return p.r.Read(b)
+}
+
+func (p *progressReader) Close() error { return p.r.Close() }
+
+// stallGuard cancels an upstream request whose body makes no progress for
+// d: OSS (or the network) going silent mid-body would otherwise hold the
+// client forever. The cancellation surfaces as a read error, which the
+// mid-stream resume then repairs.
+type stallGuard struct {
+	body    io.ReadCloser
+	timer   *time.Timer
+	d       time.Duration
+	cancel  context.CancelFunc
+	stalled atomic.Bool
+}
+
+func newStallGuard(body io.ReadCloser, d time.Duration, cancel context.CancelFunc) *stallGuard {
+	g := &stallGuard{body: body, d: d, cancel: cancel}
+	g.timer = time.AfterFunc(d, func() {
+		g.stalled.Store(true)
+		cancel()
+	})
+	return g
+}
+
+func (g *stallGuard) Read(b []byte) (int, error) {
+	n, err := g.body.Read(b)
+	if n > 0 {
+		g.timer.Reset(g.d)
+	}
+	if err != nil && err != io.EOF && g.stalled.Load() {
+		return n, errUpstreamStalled
+	}
+	return n, err
+}
+
+func (g *stallGuard) Close() error {
+	g.timer.Stop()
+	err := g.body.Close()
+	g.cancel()
+	return err
+}
+
+type stalledError struct{}
+
+func (stalledError) Error() string   { return "upstream body stalled" }
+func (stalledError) Timeout() bool   { return true }
+func (stalledError) Temporary() bool { return true }
+
+// errUpstreamStalled is a timeout, so it is retried like one.
+var errUpstreamStalled error = stalledError{}
