@@ -43,7 +43,10 @@ const (
 //
 // Each origin serves a page whose script fetch()es http://127.0.0.1:G/data.txt
 // and loads <img src=http://127.0.0.1:G/pic.png>, writing the outcomes into
-// the DOM, which headless Chromium dumps.
+// the DOM. The test drives headless Chromium over the DevTools protocol
+// (see browser in chromium_test.go), waits for the page's own promise that
+// both have settled, and reads the DOM back. Each check gets a fresh
+// browser and profile, so no cache or state carries over between them.
 //
 // The fetch is made with referrerPolicy "no-referrer" so it is judged by the
 // CORS rule alone (an empty Referer passes, allow_empty = true): the
@@ -60,8 +63,9 @@ const (
 // the emulator, like OSS on a default bucket domain, adds
 // Content-Disposition: attachment and x-oss-force-download, and auto mode
 // strips both. The negative control, http://localhost:G/page.html on the
-// attachment site, must not show the marker, proving the inline check can
-// fail.
+// attachment site, must turn into a download (Chromium reports it; downloads
+// are denied, so nothing is written) and not show the marker, proving the
+// inline check can fail.
 func TestBrowserEnforcesGatewayPolicies(t *testing.T) {
 	bin := findChromium(t)
 
@@ -146,7 +150,7 @@ mode = "attachment"
 	t.Run("allowed origin reads the body and loads the image", func(t *testing.T) {
 		gw.reset()
 		emu.ResetRequests()
-		dom := dumpDOM(t, bin, allowedOrigin+"/")
+		dom := loadTestPage(t, bin, allowedOrigin+"/")
 		wantInDOM(t, dom, `<div id="fetch">ok:`+secretText+`</div>`)
 		wantInDOM(t, dom, `<div id="img">loaded:1x1</div>`)
 
@@ -168,7 +172,7 @@ mode = "attachment"
 	t.Run("disallowed origin is blocked by the browser and the referer rule", func(t *testing.T) {
 		gw.reset()
 		emu.ResetRequests()
-		dom := dumpDOM(t, bin, otherOrigin+"/")
+		dom := loadTestPage(t, bin, otherOrigin+"/")
 		wantInDOM(t, dom, `<div id="fetch">blocked:TypeError</div>`)
 		wantInDOM(t, dom, `<div id="img">error</div>`)
 		if strings.Contains(dom, secretText) {
@@ -182,6 +186,9 @@ mode = "attachment"
 			t.Errorf("data.txt: Origin %q, status %d, Access-Control-Allow-Origin %q; want %q, 200, none",
 				data.origin, data.status, data.acao, otherOrigin)
 		}
+		if n := upstream(emu, "data.txt"); n != 1 {
+			t.Errorf("data.txt reached OSS %d times, want 1", n)
+		}
 		// The image was refused by the Referer rule, before OSS.
 		pic := gw.find(t, "127.0.0.1", "/pic.png")
 		if pic.referer != otherOrigin+"/" || pic.status != 403 {
@@ -190,15 +197,16 @@ mode = "attachment"
 		if n := upstream(emu, "pic.png"); n != 0 {
 			t.Errorf("a Referer-denied pic.png reached OSS %d times", n)
 		}
-		if n := upstream(emu, "data.txt"); n != 1 {
-			t.Errorf("data.txt reached OSS %d times, want 1", n)
-		}
 	})
 
 	t.Run("auto disposition opens HTML inline", func(t *testing.T) {
 		gw.reset()
-		dom := dumpDOM(t, bin, gwURL+"/page.html")
-		wantInDOM(t, dom, pageMarker)
+		b := startBrowser(t, bin)
+		b.denyDownloads()
+		p := b.newPage()
+		p.navigate(gwURL + "/page.html")
+		dom := p.dom()
+		wantInDOM(t, dom, `<p id="marker">`+pageMarker+`</p>`)
 		page := gw.find(t, "127.0.0.1", "/page.html")
 		if page.status != 200 || page.disposition != "" || page.forced != "" {
 			t.Errorf("page.html: status %d, Content-Disposition %q, x-oss-force-download %q; want 200 and neither",
@@ -206,14 +214,22 @@ mode = "attachment"
 		}
 	})
 
+	// The negative control: the same check against a site that forces the
+	// download must see a download and no marker, or the check above
+	// proves nothing.
 	t.Run("negative control: attachment disposition downloads", func(t *testing.T) {
 		gw.reset()
-		dom := dumpDOM(t, bin, controlURL+"/page.html")
-		if strings.Contains(dom, pageMarker) {
+		b := startBrowser(t, bin)
+		b.denyDownloads()
+		p := b.newPage()
+		d, navErr := p.navigateToDownload(controlURL + "/page.html")
+		if d.URL != controlURL+"/page.html" || d.SuggestedFilename != "page.html" {
+			t.Errorf("download: %+v; want %s/page.html saved as page.html", d, controlURL)
+		}
+		t.Logf("navigation: %q, download: %+v", navErr, d)
+		if dom := p.dom(); strings.Contains(dom, pageMarker) {
 			t.Errorf("disposition attachment: the browser rendered page.html instead of downloading it:\n%s", dom)
 		}
-		// The browser did get the page: the marker is missing because it
-		// was saved, not because the request failed.
 		page := gw.find(t, "localhost", "/page.html")
 		if page.status != 200 || !strings.HasPrefix(page.disposition, "attachment") {
 			t.Errorf("page.html: status %d, Content-Disposition %q; want 200, attachment", page.status, page.disposition)
@@ -221,9 +237,18 @@ mode = "attachment"
 	})
 }
 
+// loadTestPage opens url (a test page) in a fresh browser and returns its
+// DOM once the page's fetch and image have both settled.
+func loadTestPage(t *testing.T, bin, url string) string {
+	t.Helper()
+	p := startBrowser(t, bin).newPage()
+	p.navigate(url)
+	return p.eval("window.settled.then(() => document.documentElement.outerHTML)")
+}
+
 // pageHTML is the test page. Its script records the outcome of a
-// cross-origin fetch() and of a cross-origin <img> in the DOM; "pending"
-// left in the DOM means Chromium dumped it before they finished.
+// cross-origin fetch() and of a cross-origin <img> in the DOM, and exposes
+// window.settled, a promise that resolves once both are recorded.
 const pageHTML = `<!doctype html>
 <html><head><title>browser test</title></head>
 <body>
@@ -232,14 +257,17 @@ const pageHTML = `<!doctype html>
 <script>
 const gw = %q;
 function put(id, text) { document.getElementById(id).textContent = text; }
-fetch(gw + "/data.txt", {referrerPolicy: "no-referrer", cache: "no-store"})
+const fetched = fetch(gw + "/data.txt", {referrerPolicy: "no-referrer", cache: "no-store"})
 	.then(r => r.text())
 	.then(t => put("fetch", "ok:" + t), e => put("fetch", "blocked:" + e.name));
 const img = document.createElement("img");
-img.onload = () => put("img", "loaded:" + img.naturalWidth + "x" + img.naturalHeight);
-img.onerror = () => put("img", "error");
+const loaded = new Promise(resolve => {
+	img.onload = () => resolve(put("img", "loaded:" + img.naturalWidth + "x" + img.naturalHeight));
+	img.onerror = () => resolve(put("img", "error"));
+});
 img.src = gw + "/pic.png";
 document.body.appendChild(img);
+window.settled = Promise.all([fetched, loaded]);
 </script>
 </body></html>
 `
@@ -315,6 +343,7 @@ func listen(t *testing.T) net.Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { ln.Close() })
 	return ln
 }
 
