@@ -138,6 +138,7 @@ func (h *Handler) roundTrip(r *http.Request, x *exchange, up *upstream, method, 
 		}
 	}
 	h.opts.Metrics.Upstream.WithLabelValues(s.name, up.label, codeLabel(resp.StatusCode)).Inc()
+	x.err = nil // a failure a retry cured is in the retry metrics, not an error
 	x.upstreamID = resp.Header.Get("X-Oss-Request-Id")
 	if d := x.st.upstreamStall; d > 0 {
 		resp.Body = newStallGuard(resp.Body, d, cancel)
