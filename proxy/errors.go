@@ -31,6 +31,8 @@ var (
 		"The gateway could not get a response from OSS.", ""}
 	errGatewayTimeout = &ossError{http.StatusGatewayTimeout, "GatewayTimeout",
 		"OSS did not send response headers in time.", ""}
+	errBodyNotAllowed = &ossError{http.StatusBadRequest, "InvalidRequest",
+		"This method does not take a request body.", ""}
 	errIPDenied = &ossError{http.StatusForbidden, "AccessDenied",
 		"You are not allowed to access this site from your IP address.", "ip"}
 	errRateLimited = &ossError{http.StatusTooManyRequests, "TooManyRequests",

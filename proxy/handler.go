@@ -219,6 +219,13 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, s *site, x *exch
 		return false
 	}
 	x.key = key
+	if hasBody(r) && !takesBody(r.Method) {
+		// GET/HEAD/OPTIONS/DELETE carry no body to OSS. Refusing one
+		// closes the door on framing tricks (Content-Length together with
+		// Transfer-Encoding, which net/http resolves before we see it).
+		h.refuse(w, r, x, errBodyNotAllowed)
+		return false
+	}
 	if !s.allowIPs.contains(x.client) && len(s.allowIPs) > 0 {
 		h.refuse(w, r, x, errIPDenied)
 		return false
@@ -363,3 +370,13 @@ func addrString(a netip.Addr) string {
 // Inflight is the number of client requests being served now; a drain
 // that runs out of time reports how many it cut.
 func (h *Handler) Inflight() int64 { return h.inflight.Load() }
+
+// hasBody reports whether the client framed a request body.
+func hasBody(r *http.Request) bool {
+	return r.ContentLength != 0 || len(r.TransferEncoding) > 0
+}
+
+// takesBody reports whether a method carries a body to OSS.
+func takesBody(method string) bool {
+	return method == http.MethodPut || method == http.MethodPost
+}

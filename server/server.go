@@ -107,6 +107,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			return err
 		}
 		addrs.HTTP = httpLn.Addr().String()
+		httpLn = withSendLowat(httpLn)
 		if cfg.Server.ProxyProtocol {
 			httpLn = wrapProxyProtocol(httpLn, cfg.Server.TrustedProxyNets, cfg.Server.ReadHeaderTimeout.D())
 		}
