@@ -36,7 +36,7 @@ type Options struct {
 // Handler is the gateway's http.Handler. Its config can be swapped while it
 // serves: each request reads the current one once and keeps it to the end.
 type Handler struct {
-	opts  Options
+	opts     Options
 	ids      *requestIDs
 	state    atomic.Pointer[state]
 	inflight atomic.Int64
