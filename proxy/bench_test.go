@@ -101,8 +101,7 @@ func TestPolicyDoesNotAllocate(t *testing.T) {
 	}
 }
 
-func policyBench(tb testing.TB) func() {
-	b := tb
+func policyBench(b testing.TB) func() {
 	cfg, err := config.Parse("bench.toml", []byte(`
 [server]
 https_listen = ""

@@ -689,7 +689,7 @@ func TestUpstreamCutMidBodyBreaksClientConnection(t *testing.T) {
 		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler)
 	})
-	e := newEnv(t, envOpts{noDefaults: true, sites: siteFor(addr, "GET")})
+	e := newEnv(t, envOpts{noDefaults: true, sites: siteFor(addr)})
 	resp := e.do("GET", "lock.test", "/obj", nil, nil)
 	n, err := io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()

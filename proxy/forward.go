@@ -11,29 +11,17 @@ import (
 	"time"
 )
 
-// hopHeaders are the hop-by-hop headers of RFC 9110 section 7.6.1, removed in
-// both directions as net/http/httputil.ReverseProxy removes them.
-var hopHeaders = []string{
-	"Connection",
-	"Proxy-Connection",
-	"Keep-Alive",
-	"Proxy-Authenticate",
-	"Proxy-Authorization",
-	"Te",
-	"Trailer",
-	"Transfer-Encoding",
-	"Upgrade",
-}
-
 // dropRequestHeader reports whether a client header must not reach OSS.
 // Private sites lose everything that carries or steers the client's own
 // authentication, since the gateway's signature replaces it; Cookie never
 // goes, as no OSS API reads it and it would leak clients' sessions into
 // OSS access logs.
 func dropRequestHeader(k string, private bool) bool {
+	if isHop(k) {
+		return true
+	}
 	switch k {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Cookie", "X-Forwarded-For", "Host":
+	case "Cookie", "X-Forwarded-For", "Host":
 		return true
 	case "Authorization", "Date", "X-Oss-Date", "X-Oss-Security-Token", "X-Oss-Content-Sha256":
 		return private
@@ -249,11 +237,13 @@ func copyResponseHeader(dst, src http.Header) {
 	}
 }
 
+// isHop reports whether k is a hop-by-hop header of RFC 9110 section 7.6.1,
+// removed in both directions as net/http/httputil.ReverseProxy removes them.
 func isHop(k string) bool {
-	for _, h := range hopHeaders {
-		if h == k {
-			return true
-		}
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
 	}
 	return false
 }

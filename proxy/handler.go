@@ -48,7 +48,6 @@ type state struct {
 	routes    router
 	sites     []*site
 	trusted   trustedSet
-	anyPublic bool
 	anySigned bool
 
 	// progressTimeout bounds each read and write on a client connection
@@ -121,8 +120,6 @@ func (h *Handler) compile(cfg *config.Config) (*state, error) {
 		st.sites = append(st.sites, s)
 		if s.private {
 			st.anySigned = true
-		} else {
-			st.anyPublic = true
 		}
 	}
 	return st, nil

@@ -12,7 +12,6 @@ import (
 // site is a config.Site compiled for the request path: everything a request
 // needs is a field, nothing is parsed per request.
 type site struct {
-	cfg         *config.Site
 	name        string
 	bucket      string
 	region      string
@@ -41,7 +40,6 @@ const maxIPLimiters = 65536
 
 func newSite(c *config.Site, m *Metrics, getenv func(string) string) (*site, error) {
 	s := &site{
-		cfg:               c,
 		name:              c.Name,
 		bucket:            c.Bucket,
 		region:            c.Region,

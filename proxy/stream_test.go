@@ -36,7 +36,7 @@ func TestDownloadStreamsBeforeUpstreamFinishes(t *testing.T) {
 		}
 		w.Write(bytes.Repeat([]byte("b"), part))
 	})
-	e := newEnv(t, envOpts{noDefaults: true, sites: siteFor(addr, "GET")})
+	e := newEnv(t, envOpts{noDefaults: true, sites: siteFor(addr)})
 	resp := e.do("GET", "lock.test", "/obj", nil, nil)
 	defer resp.Body.Close()
 	first := make([]byte, part)
@@ -65,7 +65,7 @@ func TestUploadStreamsBeforeClientFinishes(t *testing.T) {
 		}
 		w.WriteHeader(200)
 	})
-	e := newEnv(t, envOpts{noDefaults: true, sites: siteFor(addr, "PUT")})
+	e := newEnv(t, envOpts{noDefaults: true, sites: siteFor(addr)})
 	pr, pw := io.Pipe()
 	go func() {
 		pw.Write(bytes.Repeat([]byte("a"), part))
@@ -97,7 +97,7 @@ func TestResponseHopByHopHeadersRemoved(t *testing.T) {
 		h.Set("X-End-To-End", "kept")
 		io.WriteString(w, "ok")
 	})
-	e := newEnv(t, envOpts{noDefaults: true, sites: siteFor(addr, "GET")})
+	e := newEnv(t, envOpts{noDefaults: true, sites: siteFor(addr)})
 	resp := e.do("GET", "lock.test", "/obj", nil, nil)
 	readBody(t, resp)
 	for _, k := range []string{"X-Hop-Secret", "Keep-Alive", "Proxy-Authenticate", "Upgrade"} {
@@ -113,7 +113,7 @@ func TestResponseHopByHopHeadersRemoved(t *testing.T) {
 	}
 }
 
-func siteFor(addr, _ string) string {
+func siteFor(addr string) string {
 	return `
 [[site]]
 name = "lock"
@@ -139,7 +139,7 @@ func TestStalledUpstreamBodyIsAbandoned(t *testing.T) {
 		case <-time.After(20 * time.Second):
 		}
 	})
-	e := newEnv(t, envOpts{noDefaults: true, server: `upstream_header_timeout = "300ms"`, sites: siteFor(addr, "GET")})
+	e := newEnv(t, envOpts{noDefaults: true, server: `upstream_header_timeout = "300ms"`, sites: siteFor(addr)})
 	resp := e.do("GET", "lock.test", "/obj", nil, nil)
 	_, err := io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
