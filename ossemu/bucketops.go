@@ -26,6 +26,10 @@ func isListParam(k string) bool {
 // serveBucket dispatches requests that name a bucket but no key.
 func (c *call) serveBucket(acl ACL) {
 	q := c.r.URL.Query()
+	if q.Has("cname") {
+		c.serveCname(q)
+		return
+	}
 	switch c.r.Method {
 	case http.MethodGet:
 	case http.MethodHead:

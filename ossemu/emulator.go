@@ -86,6 +86,7 @@ type Emulator struct {
 	creds   map[string]credential
 	buckets map[string]*bucket
 	domains map[string]string // custom domain -> bucket
+	cname   cnameState        // CNAME tokens, certificates, TXT records (cname.go)
 
 	faults faultSet
 	log    requestLog

@@ -25,6 +25,7 @@ import (
 
 	"github.com/oss-gateway/gateway/config"
 	"github.com/oss-gateway/gateway/proxy"
+	gwtls "github.com/oss-gateway/gateway/tls"
 )
 
 // Options are what a caller supplies beyond the config file.
@@ -42,7 +43,7 @@ type Options struct {
 
 // Addrs are the addresses the listeners were bound to (":0" resolved).
 type Addrs struct {
-	HTTP, Admin string
+	HTTP, HTTPS, Admin string
 }
 
 // Run serves cfg until ctx is done, then drains: /readyz fails at once, the
@@ -118,22 +119,45 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 		addrs.Admin = adminLn.Addr().String()
 	}
+	var certs *gwtls.Manager
+	var httpsLn net.Listener
 	if cfg.Server.HTTPSListen != "" {
-		logger.Warn("https_listen is set but this build serves plain HTTP only; TLS termination is not available yet",
-			"https_listen", cfg.Server.HTTPSListen)
+		if certs, err = gwtls.New(cfg, gwtls.Options{Logger: logger, Expiry: metrics.CertExpiry, Credentials: creds}); err != nil {
+			closeAll()
+			return err
+		}
+		defer certs.Close()
+		if httpsLn, err = listen(cfg.Server.HTTPSListen); err != nil {
+			return err
+		}
+		addrs.HTTPS = httpsLn.Addr().String()
+		httpsLn = withSendLowat(httpsLn)
+		if cfg.Server.ProxyProtocol {
+			httpsLn = wrapProxyProtocol(httpsLn, cfg.Server.TrustedProxyNets, cfg.Server.ReadHeaderTimeout.D())
+		}
 	}
 
 	var stopping atomic.Bool
 	current := atomic.Pointer[config.Config]{}
 	current.Store(cfg)
 
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
-		IdleTimeout:       cfg.Server.IdleTimeout.D(),
-		WriteTimeout:      cfg.Server.WriteTimeout.D(),
-		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	newServer := func(handler http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           handler,
+			ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
+			IdleTimeout:       cfg.Server.IdleTimeout.D(),
+			WriteTimeout:      cfg.Server.WriteTimeout.D(),
+			MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+	}
+	srv := newServer(h)
+	var srvTLS *http.Server
+	if certs != nil {
+		_, httpsPort, _ := net.SplitHostPort(addrs.HTTPS)
+		srv.Handler = certs.HTTPHandler(h, httpsPort)
+		srvTLS = newServer(certs.HSTS(h))
+		srvTLS.TLSConfig = certs.TLSConfig()
 	}
 	admin := &http.Server{
 		Handler: newAdminHandler(reg,
@@ -158,7 +182,17 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	serve(srv, httpLn)
 	serve(admin, adminLn)
-	logger.Info("gateway started", "http", addrs.HTTP, "admin", addrs.Admin, "sites", len(cfg.Sites), "version", o.Version)
+	if srvTLS != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srvTLS.ServeTLS(httpsLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("serve", "addr", addrs.HTTPS, "error", err)
+			}
+		}()
+		certs.Start()
+	}
+	logger.Info("gateway started", "http", addrs.HTTP, "https", addrs.HTTPS, "admin", addrs.Admin, "sites", len(cfg.Sites), "version", o.Version)
 	if o.Listening != nil {
 		o.Listening(addrs)
 	}
@@ -173,7 +207,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		case <-ctx.Done():
 			done = true
 		case <-hup:
-			reload(o.ConfigPath, h, &current, metrics, logger)
+			reload(o.ConfigPath, h, certs, &current, metrics, logger)
 		}
 	}
 
@@ -183,10 +217,25 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	time.Sleep(cur.Server.ShutdownDelay.D())
 	sctx, cancel := context.WithTimeout(context.Background(), cur.Server.ShutdownGrace.D())
 	defer cancel()
-	err = srv.Shutdown(sctx)
-	if err != nil {
+	servers := []*http.Server{srv}
+	if srvTLS != nil {
+		servers = append(servers, srvTLS)
+	}
+	var errs [2]error
+	var sw sync.WaitGroup
+	for i, s := range servers {
+		sw.Add(1)
+		go func() {
+			defer sw.Done()
+			errs[i] = s.Shutdown(sctx)
+		}()
+	}
+	sw.Wait()
+	if err = errors.Join(errs[:]...); err != nil {
 		logger.Warn("grace period over; cutting requests still running", "cut", h.Inflight(), "error", err)
-		_ = srv.Close()
+		for _, s := range servers {
+			_ = s.Close()
+		}
 	}
 	_ = admin.Close()
 	wg.Wait()
@@ -196,10 +245,15 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 
 // reload parses and validates path and swaps it in; a bad file keeps the
 // running config.
-func reload(path string, h *proxy.Handler, current *atomic.Pointer[config.Config], m *proxy.Metrics, logger *slog.Logger) {
+func reload(path string, h *proxy.Handler, certs *gwtls.Manager, current *atomic.Pointer[config.Config], m *proxy.Metrics, logger *slog.Logger) {
 	cfg, err := config.Load(path)
+	if err == nil && certs != nil {
+		err = certs.Reload(cfg)
+	}
 	if err == nil {
-		err = h.Load(cfg)
+		if err = h.Load(cfg); err != nil && certs != nil {
+			_ = certs.Reload(current.Load()) // back to the running config's TLS
+		}
 	}
 	if err != nil {
 		m.ConfigReloads.WithLabelValues("error").Inc()

@@ -1,6 +1,7 @@
 package tls
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -157,6 +158,13 @@ func TestACMEObtainsOverEachChallenge(t *testing.T) {
 			}
 			if n := ca.Finalized(); n != 1 {
 				t.Fatalf("orders finalized = %d, want 1", n)
+			}
+			stored, err := StoredCertificate(context.Background(), cfg, Options{}, tc.domain)
+			if err != nil || stored.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+				t.Fatalf("StoredCertificate: %v", err)
+			}
+			if _, err := StoredCertificate(context.Background(), cfg, Options{}, "never.test"); err != ErrNotObtained {
+				t.Fatalf("StoredCertificate of a name never ordered: %v, want ErrNotObtained", err)
 			}
 			if !strings.Contains(g.logs.String(), tc.name) {
 				t.Errorf("log does not mention the %s challenge:\n%s", tc.name, g.logs.String())

@@ -48,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDemo(args, stdout, stderr)
 	case "sign":
 		return cmdSign(args, stdout, stderr)
+	case "cname":
+		return cmdCname(args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "gateway %s commit %s %s\n", version, buildCommit(), runtime.Version())
 		return 0
@@ -67,6 +69,8 @@ commands:
   run -config gateway.toml   serve (the default command)
   demo                       serve in front of a built-in OSS emulator on 127.0.0.1
   sign -config F -url URL    print URL with a CDN type A auth_key (sites with url_auth)
+  cname token|bind|list|unbind -config F -site NAME [-domain D]
+                             the OSS CNAME lifecycle for a site's bucket (gateway cname help)
   version                    print version, commit and Go version
 `)
 }

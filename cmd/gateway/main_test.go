@@ -86,7 +86,14 @@ func (l *lockedBuffer) String() string {
 // runs the binary on it until it is ready.
 func startGateway(t *testing.T, cfg string, env ...string) *process {
 	t.Helper()
-	p := &process{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, http: freePort(t), admin: freePort(t)}
+	return startGatewayOn(t, cfg, freePort(t), env...)
+}
+
+// startGatewayOn is startGateway with the HTTP address chosen by the caller
+// (an ACME server must know it before the gateway starts).
+func startGatewayOn(t *testing.T, cfg, httpAddr string, env ...string) *process {
+	t.Helper()
+	p := &process{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, http: httpAddr, admin: freePort(t)}
 	path := filepath.Join(t.TempDir(), "gateway.toml")
 	cfg = strings.NewReplacer("HTTPADDR", p.http, "ADMINADDR", p.admin).Replace(cfg)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
