@@ -46,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args, stdout, stderr)
 	case "demo":
 		return cmdDemo(args, stdout, stderr)
+	case "check":
+		return cmdCheck(args, stdout, stderr)
 	case "sign":
 		return cmdSign(args, stdout, stderr)
 	case "cname":
@@ -68,6 +70,7 @@ func usage(w io.Writer) {
 commands:
   run -config gateway.toml   serve (the default command)
   demo                       serve in front of a built-in OSS emulator on 127.0.0.1
+  check -config F            check endpoints, credentials, buckets, certificates, CNAMEs
   sign -config F -url URL    print URL with a CDN type A auth_key (sites with url_auth)
   cname token|bind|list|unbind -config F -site NAME [-domain D]
                              the OSS CNAME lifecycle for a site's bucket (gateway cname help)
