@@ -242,6 +242,34 @@ func TestRenewsNearExpiry(t *testing.T) {
 	})
 }
 
+// TestFailedRenewalKeepsServingTheOldCertificate proves a renewal the CA
+// cannot answer is logged and retried while the current certificate is
+// still served.
+func TestFailedRenewalKeepsServingTheOldCertificate(t *testing.T) {
+	httpLn, httpsLn := listeners(t)
+	ca := acmetest.Start(t, acmetest.Options{HTTPPort: port(httpLn), TLSPort: port(httpsLn), Validity: 20 * time.Second})
+	cfg := acmeConfig(t, httpLn, httpsLn, ca, t.TempDir(), `"http-01"`, "outage.test")
+	g := startTestGateway(t, cfg, httpLn, httpsLn, Options{RenewCheckInterval: time.Second, RenewalWindowRatio: 0.7})
+	first := g.waitCert(t, "outage.test", ca.Roots(), 60*time.Second, nil)
+	ca.Stop()
+	// The renewal window opens 6 s after issue; wait for the failed attempt.
+	waitFor(t, func() bool {
+		for _, l := range strings.Split(g.logs.String(), "\n") {
+			if strings.Contains(l, `"level":"ERROR"`) && strings.Contains(l, `"component":"tls.renew"`) && strings.Contains(l, "connection refused") {
+				return true
+			}
+		}
+		return false
+	})
+	leaf, err := g.handshake("outage.test", ca.Roots())
+	if err != nil {
+		t.Fatalf("handshake after a failed renewal: %v", err)
+	}
+	if leaf.SerialNumber.Cmp(first.SerialNumber) != 0 {
+		t.Fatalf("serving serial %x, want the old certificate %x", leaf.SerialNumber, first.SerialNumber)
+	}
+}
+
 // TestCADownKeepsServing proves a CA that does not answer is a logged,
 // retried failure: New and Start return, and plain HTTP keeps working.
 func TestCADownKeepsServing(t *testing.T) {

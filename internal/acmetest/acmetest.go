@@ -50,6 +50,8 @@ type Server struct {
 	db  *db.MemoryStore
 	dns *challtestsrv.ChallSrv
 
+	srv *httptest.Server
+
 	mu     sync.Mutex
 	orders int
 }
@@ -98,11 +100,18 @@ func Start(t testing.TB, o Options) *Server {
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
+	s.srv = srv
 	s.Directory = srv.URL + wfe.DirectoryPath
 
 	s.RootFile = filepath.Join(t.TempDir(), "acme-ca-root.pem")
 	writePEM(t, s.RootFile, srv.Certificate())
 	return s
+}
+
+// Stop takes the ACME server down, as a CA outage would.
+func (s *Server) Stop() {
+	s.srv.CloseClientConnections()
+	s.srv.Close()
 }
 
 // Finalized is how many orders were finalized, i.e. certificates issued.
