@@ -218,6 +218,21 @@ func TestUnknownServerNameNeverOrders(t *testing.T) {
 	if strings.Contains(g.logs.String(), "other.test") && strings.Contains(g.logs.String(), "obtain") {
 		t.Errorf("log shows work on a foreign name:\n%s", g.logs.String())
 	}
+
+	// A reload that adds a site orders its name alone; one that drops a
+	// site stops serving its name.
+	must(t, g.m.Reload(acmeConfig(t, httpLn, httpsLn, ca, cfg.TLS.Storage, `"http-01", "tls-alpn-01"`, "known.test", "added.test")))
+	g.waitCert(t, "added.test", ca.Roots(), 60*time.Second, nil)
+	if n := ca.Finalized(); n != before+1 {
+		t.Fatalf("orders finalized = %d after adding one name, want %d", n, before+1)
+	}
+	must(t, g.m.Reload(acmeConfig(t, httpLn, httpsLn, ca, cfg.TLS.Storage, `"http-01", "tls-alpn-01"`, "added.test")))
+	if _, err := g.handshake("known.test", ca.Roots()); err == nil {
+		t.Error("a dropped site's name still gets a certificate")
+	}
+	if _, err := g.handshake("added.test", ca.Roots()); err != nil {
+		t.Errorf("added.test after dropping known.test: %v", err)
+	}
 }
 
 // TestRenewsNearExpiry proves a certificate inside its renewal window is

@@ -74,6 +74,8 @@ type state struct {
 	magic   *certmagic.Config           // nil when no site uses ACME
 	cache   *certmagic.Cache
 	issuer  *certmagic.ACMEIssuer
+	ctx     context.Context // bounds the certmagic part's obtain jobs
+	cancel  context.CancelFunc
 	conf    *tls.Config // the handshake config for this state
 }
 
@@ -234,7 +236,7 @@ func (m *Manager) build(cfg *config.Config, prev *state) (*state, error) {
 	}
 	st.acmeKey = acmeKey(cfg)
 	if prev != nil && prev.magic != nil && prev.acmeKey == st.acmeKey {
-		st.magic, st.cache, st.issuer = prev.magic, prev.cache, prev.issuer
+		st.magic, st.cache, st.issuer, st.ctx, st.cancel = prev.magic, prev.cache, prev.issuer, prev.ctx, prev.cancel
 		return st, nil
 	}
 	if err := m.buildACME(st); err != nil {
@@ -314,6 +316,7 @@ func (m *Manager) buildACME(st *state) error {
 	st.issuer = certmagic.NewACMEIssuer(magic, tmpl)
 	magic.Issuers = []certmagic.Issuer{st.issuer}
 	st.magic, st.cache = magic, cache
+	st.ctx, st.cancel = context.WithCancel(m.ctx)
 	return nil
 }
 
@@ -334,11 +337,14 @@ func splitListen(addr string) (string, int, bool) {
 }
 
 // manage starts certmagic on st's ACME names, and lets go of names that old
-// managed and st does not.
+// managed and st does not. When st keeps old's certmagic part, only names
+// new to st are submitted, so reloads never stack up obtain jobs.
 func (m *Manager) manage(st, old *state) {
-	if old != nil && old.cache != nil && old.cache != st.cache {
+	reused := old != nil && old.cache != nil && old.cache == st.cache
+	if old != nil && old.cache != nil && !reused {
+		old.cancel()
 		old.cache.Stop()
-	} else if old != nil && old.cache != nil {
+	} else if reused {
 		var gone []certmagic.SubjectIssuer
 		for d := range old.acme {
 			if !st.acme[d] {
@@ -354,10 +360,15 @@ func (m *Manager) manage(st, old *state) {
 	}
 	names := make([]string, 0, len(st.acme))
 	for d := range st.acme {
-		names = append(names, d)
+		if !reused || !old.acme[d] {
+			names = append(names, d)
+		}
+	}
+	if len(names) == 0 {
+		return
 	}
 	slices.Sort(names)
-	if err := st.magic.ManageAsync(m.ctx, names); err != nil {
+	if err := st.magic.ManageAsync(st.ctx, names); err != nil {
 		m.log.Error("certificate management could not start; HTTPS for these domains fails until it does",
 			"domains", names, "error", err)
 	}
