@@ -35,9 +35,10 @@ func defaultConfig() Config {
 			Allow: []string{"127.0.0.1/32", "::1/128"},
 		},
 		Log: Log{
-			Format:    "json",
-			Level:     "info",
-			AccessLog: true,
+			Format:          "json",
+			Level:           "info",
+			AccessLog:       true,
+			AccessLogSample: 1,
 		},
 		Credentials: Credentials{
 			Source: "env",

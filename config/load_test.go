@@ -152,7 +152,7 @@ func TestDefaults(t *testing.T) {
 			Allow:     []string{"127.0.0.1/32", "::1/128"},
 			AllowNets: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")},
 		},
-		Log:         Log{Format: "json", Level: "info", AccessLog: true},
+		Log:         Log{Format: "json", Level: "info", AccessLog: true, AccessLogSample: 1},
 		Credentials: Credentials{Source: "env"},
 		TLS: TLS{
 			Storage:        "/var/lib/gateway",

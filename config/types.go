@@ -59,6 +59,9 @@ type Log struct {
 	Format    string `toml:"format"` // json | text
 	Level     string `toml:"level"`  // debug | info | warn | error
 	AccessLog bool   `toml:"access_log"`
+	// AccessLogSample is the share of successful requests (status < 400)
+	// logged; errors and refusals are always logged.
+	AccessLogSample float64 `toml:"access_log_sample"`
 }
 
 // Credentials names the official SDK credentials provider to sign with.

@@ -33,7 +33,7 @@ func (s *Server) validate(p *problems) {
 	switch {
 	case s.HTTPListen == "" && s.HTTPSListen == "":
 		p.add("server.https_listen", `is "" and so is server.http_listen; at least one listener is needed`)
-	case s.HTTPListen == s.HTTPSListen:
+	case s.HTTPListen == s.HTTPSListen && !strings.HasSuffix(s.HTTPListen, ":0"):
 		p.add("server.https_listen", "%q is also server.http_listen; one address cannot serve both", s.HTTPSListen)
 	}
 	if s.MaxHeaderBytes <= 0 {
@@ -49,7 +49,7 @@ func (a *Admin) validate(p *problems, s *Server) {
 	if a.Listen != "" {
 		if msg := listenProblem(a.Listen); msg != "" {
 			p.add("admin.listen", "%s", msg)
-		} else if a.Listen == s.HTTPListen || a.Listen == s.HTTPSListen {
+		} else if (a.Listen == s.HTTPListen || a.Listen == s.HTTPSListen) && !strings.HasSuffix(a.Listen, ":0") {
 			p.add("admin.listen", "%q is also a client listener in [server]; the admin listener needs its own address", a.Listen)
 		}
 	}
@@ -62,6 +62,9 @@ func (l *Log) validate(p *problems) {
 	}
 	if !oneOf(l.Level, "debug", "info", "warn", "error") {
 		p.add("log.level", "%q is not one of debug, info, warn, error", l.Level)
+	}
+	if !(l.AccessLogSample > 0 && l.AccessLogSample <= 1) {
+		p.add("log.access_log_sample", "%v is not in (0, 1]; use access_log = false to log nothing", l.AccessLogSample)
 	}
 }
 

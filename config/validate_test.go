@@ -80,6 +80,8 @@ func TestValidationProblems(t *testing.T) {
 		// [log]
 		{"log format", before(`[log]`, `format = "xml"`), "log.format", 2, `"xml" is not "json" or "text"`},
 		{"log level", before(`[log]`, `level = "trace"`), "log.level", 2, `"trace" is not one of debug, info, warn, error`},
+		{"log sample zero", before(`[log]`, `access_log_sample = 0.0`), "log.access_log_sample", 2, "is not in (0, 1]"},
+		{"log sample above one", before(`[log]`, `access_log_sample = 1.5`), "log.access_log_sample", 2, "is not in (0, 1]"},
 
 		// [credentials]
 		{"credentials source", before(`[credentials]`, `source = "vault"`), "credentials.source", 2, `"vault" is not one of env, ecs_ram_role, process, static`},

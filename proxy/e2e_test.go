@@ -791,7 +791,8 @@ func TestMetricsAndAccessLog(t *testing.T) {
 		t.Errorf("upstream duration histogram count %d", n)
 	}
 	line := lastLogLine(t, e.logs)
-	for _, k := range []string{"site", "method", "key", "status", "bytes", "duration", "client_ip", "request_id", "upstream_request_id"} {
+	for _, k := range []string{"time", "site", "host", "method", "key", "query", "status", "bytes_in", "bytes_out", "duration",
+		"upstream_time", "retries", "client_ip", "user_agent", "referer", "request_id", "upstream_request_id", "denied"} {
 		if _, ok := line[k]; !ok {
 			t.Errorf("access log lacks %q: %v", k, line)
 		}
@@ -862,4 +863,63 @@ func histogramCount(t *testing.T, reg *prometheus.Registry, name string, want ma
 		n += m.GetHistogram().GetSampleCount()
 	}
 	return n
+}
+
+// TestAccessLogFields proves the access log line carries what a log
+// pipeline needs, with signature values removed from the query, and that
+// sampling keeps every error while dropping most successes.
+func TestAccessLogFields(t *testing.T) {
+	e := newEnv(t, envOpts{server: "upstream_header_timeout = \"2s\"\n[log]\naccess_log_sample = 0.001\n"})
+	hdr := http.Header{"User-Agent": {"pipeline-test/1.0"}, "Referer": {"https://web.example.com/page"}}
+	resp := e.do("GET", "pub.test", "/hello.txt?x-oss-process=image/resize,w_10&OSSAccessKeyId=LTAIclient&Expires=9999999999&Signature=c2VjcmV0", hdr, nil)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	// A 200 may be sampled out; a refused request never is.
+	resp = e.do("GET", "pub.test", "/missing-object.txt?x-oss-signature=deadbeef", hdr, nil)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode < 400 {
+		t.Fatalf("a malformed signature got %d from OSS", resp.StatusCode)
+	}
+	line := lastLogLine(t, e.logs)
+	want := map[string]any{
+		"site": "pub", "host": "pub.test", "method": "GET", "key": "missing-object.txt",
+		"query": "x-oss-signature=REDACTED", "status": float64(resp.StatusCode), "user_agent": "pipeline-test/1.0",
+		"referer": "https://web.example.com/page", "client_ip": "127.0.0.1", "retries": float64(0), "denied": "",
+	}
+	for k, v := range want {
+		if line[k] != v {
+			t.Errorf("access log %s = %v, want %v", k, line[k], v)
+		}
+	}
+	if ut, _ := line["upstream_time"].(float64); ut <= 0 {
+		t.Errorf("upstream_time = %v, want > 0", line["upstream_time"])
+	}
+	if line["request_id"] != resp.Header.Get("X-Request-Id") || line["upstream_request_id"] == "" {
+		t.Errorf("request ids: %v / %v", line["request_id"], line["upstream_request_id"])
+	}
+	if strings.Contains(e.logs.String(), "deadbeef") || strings.Contains(e.logs.String(), "c2VjcmV0") {
+		t.Errorf("a signature value reached the access log:\n%s", e.logs.String())
+	}
+
+	// Sampling: 300 successes at 0.1%, then 20 refusals (denied by method).
+	before := strings.Count(e.logs.String(), "\n")
+	for i := 0; i < 300; i++ {
+		resp := e.do("GET", "pub.test", "/hello.txt", nil, nil)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	successes := strings.Count(e.logs.String(), "\n") - before
+	if successes > 30 {
+		t.Errorf("%d of 300 successes logged at access_log_sample = 0.001", successes)
+	}
+	before = strings.Count(e.logs.String(), "\n")
+	for i := 0; i < 20; i++ {
+		resp := e.do("PATCH", "prv.test", "/secret.txt", nil, nil)
+		resp.Body.Close()
+	}
+	if refused := strings.Count(e.logs.String(), "\n") - before; refused != 20 {
+		t.Errorf("%d of 20 refusals logged, want all", refused)
+	}
+	t.Logf("logged %d of 300 successes and all refusals", successes)
 }

@@ -111,7 +111,8 @@ func (h *Handler) roundTrip(r *http.Request, x *exchange, up *upstream, method, 
 	out = out.WithContext(ctx)
 	t0 := time.Now()
 	resp, err := h.opts.Transport.RoundTrip(out)
-	s.metrics.upstreamDuration(up.label).Observe(time.Since(t0).Seconds())
+	x.upstreamWait = time.Since(t0)
+	s.metrics.upstreamDuration(up.label).Observe(x.upstreamWait.Seconds())
 	if err != nil {
 		cancel()
 		h.opts.Metrics.Upstream.WithLabelValues(s.name, up.label, "0").Inc()
@@ -126,6 +127,7 @@ func (h *Handler) roundTrip(r *http.Request, x *exchange, up *upstream, method, 
 		}
 	}
 	h.opts.Metrics.Upstream.WithLabelValues(s.name, up.label, codeLabel(resp.StatusCode)).Inc()
+	up.health.answered(t0)
 	x.err = nil // a failure a retry cured is in the retry metrics, not an error
 	x.upstreamID = resp.Header.Get("X-Oss-Request-Id")
 	if d := x.st.upstreamStall; d > 0 {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"os"
@@ -40,6 +41,9 @@ type Handler struct {
 	ids      *requestIDs
 	state    atomic.Pointer[state]
 	inflight atomic.Int64
+
+	health        healthTable
+	probeInterval atomic.Int64 // set by Probe; 0 = upstreams not checked
 }
 
 // state is everything derived from one config. It is immutable once built.
@@ -55,6 +59,8 @@ type state struct {
 	progressTimeout time.Duration
 	// upstreamStall bounds silence in an OSS body mid-stream.
 	upstreamStall time.Duration
+	// accessLogSample is log.access_log_sample.
+	accessLogSample float64
 }
 
 // New builds a Handler serving cfg.
@@ -89,6 +95,7 @@ func (h *Handler) Load(cfg *config.Config) error {
 		return err
 	}
 	h.state.Store(st)
+	h.health.prune(st)
 	return nil
 }
 
@@ -100,7 +107,8 @@ func (h *Handler) compile(cfg *config.Config) (*state, error) {
 		cfg:           cfg,
 		routes:        make(router),
 		trusted:       trustedSet(cfg.Server.TrustedProxyNets),
-		upstreamStall: cfg.Server.UpstreamHeaderTimeout.D(),
+		upstreamStall:   cfg.Server.UpstreamHeaderTimeout.D(),
+		accessLogSample: cfg.Log.AccessLogSample,
 	}
 	if cfg.Server.WriteTimeout == 0 {
 		st.progressTimeout = cfg.Server.IdleTimeout.D()
@@ -109,6 +117,10 @@ func (h *Handler) compile(cfg *config.Config) (*state, error) {
 		s, err := newSite(&cfg.Sites[i], h.opts.Metrics, h.opts.Getenv)
 		if err != nil {
 			return nil, fmt.Errorf("site %q: %w", cfg.Sites[i].Name, err)
+		}
+		s.primary.health = h.health.get(s.primary)
+		if s.fallback != nil {
+			s.fallback.health = h.health.get(s.fallback)
 		}
 		for _, d := range cfg.Sites[i].Domains {
 			d = normalizeHost(d)
@@ -126,7 +138,9 @@ func (h *Handler) compile(cfg *config.Config) (*state, error) {
 }
 
 // Ready reports why the gateway should not take traffic, or nil: the config
-// is loaded and, when a site signs, the credentials resolve.
+// is loaded, the credentials resolve when a site signs, and (while Probe
+// runs) every site's OSS endpoint answered recently, so a load balancer
+// takes an instance that cannot reach OSS out of rotation.
 func (h *Handler) Ready(ctx context.Context) error {
 	st := h.state.Load()
 	if st == nil {
@@ -137,7 +151,7 @@ func (h *Handler) Ready(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return h.upstreamsReady(st)
 }
 
 // exchange is one client request on its way through the gateway: what the
@@ -154,7 +168,9 @@ type exchange struct {
 	bytesIn    int64
 	client     netip.Addr
 	upstreamID string
-	retries    int
+	// upstreamWait is the last attempt's time to OSS's response headers.
+	upstreamWait time.Duration
+	retries      int
 	resumes    int
 	denied     string
 	err        error
@@ -334,27 +350,37 @@ func (h *Handler) finish(r *http.Request, x *exchange) {
 	if x.err != nil && !errors.Is(x.err, context.Canceled) {
 		h.opts.Logger.Warn("upstream request failed", "request_id", x.id, "error", x.err)
 	}
-	if al := h.opts.AccessLog; al != nil {
+	if al := h.opts.AccessLog; al != nil && x.logged(x.st.accessLogSample) {
 		siteName := "unknown"
 		if x.site != nil {
 			siteName = x.site.name
 		}
 		al.LogAttrs(context.Background(), slog.LevelInfo, "request",
 			slog.String("site", siteName),
-			slog.String("host", r.Host),
-			slog.String("method", r.Method),
+			slog.String("host", clip(r.Host)),
+			slog.String("method", clip(r.Method)),
 			slog.String("key", x.key),
+			slog.String("query", redactQuery(r.URL.RawQuery)),
 			slog.Int("status", x.status),
-			slog.Int64("bytes", x.bytesOut),
 			slog.Int64("bytes_in", x.bytesIn),
+			slog.Int64("bytes_out", x.bytesOut),
 			slog.Float64("duration", elapsed.Seconds()),
+			slog.Float64("upstream_time", x.upstreamWait.Seconds()),
+			slog.Int("retries", x.retries),
 			slog.String("client_ip", addrString(x.client)),
+			slog.String("user_agent", clip(r.UserAgent())),
+			slog.String("referer", clip(r.Referer())),
 			slog.String("request_id", x.id),
 			slog.String("upstream_request_id", x.upstreamID),
-			slog.Int("retries", x.retries),
 			slog.String("denied", x.denied),
 		)
 	}
+}
+
+// logged decides whether the access log takes this exchange: every error
+// and refusal, and the given share of the rest.
+func (x *exchange) logged(sample float64) bool {
+	return sample >= 1 || x.status >= 400 || x.denied != "" || rand.Float64() < sample
 }
 
 func addrString(a netip.Addr) string {

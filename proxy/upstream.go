@@ -22,6 +22,7 @@ type upstream struct {
 	addr   string // URL host the transport dials (and the TLS SNI)
 	host   string // Host header sent to OSS
 	label  string // "primary" or "fallback", for metrics
+	health *upstreamHealth
 }
 
 // resolveEndpoint turns a site's endpoint keyword or URL into an upstream, as

@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -56,7 +58,19 @@ func (a *adminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ready\n"))
 	case "/metrics":
 		a.metrics.ServeHTTP(w, r)
+	case "/debug/pprof/cmdline":
+		pprof.Cmdline(w, r)
+	case "/debug/pprof/profile":
+		pprof.Profile(w, r)
+	case "/debug/pprof/symbol":
+		pprof.Symbol(w, r)
+	case "/debug/pprof/trace":
+		pprof.Trace(w, r)
 	default:
+		if strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+			pprof.Index(w, r) // the index and the named profiles (heap, goroutine, ...)
+			return
+		}
 		http.NotFound(w, r)
 	}
 }

@@ -39,6 +39,9 @@ type Options struct {
 	Credentials credentials.CredentialsProvider
 	// Listening is called once every listener is open, with their addresses.
 	Listening func(Addrs)
+	// ProbeInterval is how often idle upstreams are probed for /readyz;
+	// 0 = proxy.DefaultProbeInterval.
+	ProbeInterval time.Duration
 }
 
 // Addrs are the addresses the listeners were bound to (":0" resolved).
@@ -168,6 +171,13 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 
 	var wg sync.WaitGroup
+	probeCtx, stopProbe := context.WithCancel(context.Background())
+	defer stopProbe()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		h.Probe(probeCtx, o.ProbeInterval)
+	}()
 	serve := func(s *http.Server, ln net.Listener) {
 		if ln == nil {
 			return
@@ -212,6 +222,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 
 	stopping.Store(true)
+	stopProbe()
 	cur := current.Load()
 	logger.Info("shutting down", "delay", cur.Server.ShutdownDelay.D().String(), "grace", cur.Server.ShutdownGrace.D().String())
 	time.Sleep(cur.Server.ShutdownDelay.D())

@@ -362,9 +362,9 @@ idle_timeout = "3s"`,
 		t.Errorf("a client that stopped reading is still being served %s later", time.Since(stalledAt).Round(time.Millisecond))
 	} else {
 		line, _ := accessLine(p, "stall.bin")
-		t.Logf("stalled reader dropped after %s: %v bytes sent", time.Since(stalledAt).Round(time.Millisecond), line["bytes"])
-		if b, _ := line["bytes"].(float64); b >= 64<<20 {
-			t.Errorf("stalled reader: access log says all %v bytes were sent", line["bytes"])
+		t.Logf("stalled reader dropped after %s: %v bytes sent", time.Since(stalledAt).Round(time.Millisecond), line["bytes_out"])
+		if b, _ := line["bytes_out"].(float64); b >= 64<<20 {
+			t.Errorf("stalled reader: access log says all %v bytes were sent", line["bytes_out"])
 		}
 		// The connection itself is closed: what the kernel buffered drains,
 		// then the body ends short.
@@ -390,7 +390,7 @@ idle_timeout = "3s"`,
 	if d, _ := line["duration"].(float64); d <= 3 {
 		t.Errorf("slow download took %.1fs in the gateway, no longer than idle_timeout: the test proved nothing", d)
 	}
-	if line["status"] != float64(200) || line["bytes"] != float64(2<<20) {
+	if line["status"] != float64(200) || line["bytes_out"] != float64(2<<20) {
 		t.Errorf("slow.bin access log: %v", line)
 	}
 	if resp, body := p.get(t, "files.test", "/a.txt", nil); resp.StatusCode != 200 || string(body) != "hello" {
@@ -771,12 +771,12 @@ allow_ips = ["203.0.113.0/24"]
 	// closed without one) and the requests OSS saw because of it.
 	send := func(t *testing.T, raw string) (*http.Response, []byte, []ossemu.Request) {
 		t.Helper()
-		before := len(emu.Requests())
+		before := len(clientRequests(emu))
 		resp, body, err := rawRoundTrip(t, p.http, raw)
 		if err != nil {
 			t.Logf("connection closed without an answer: %v", err)
 		}
-		return resp, body, emu.Requests()[before:]
+		return resp, body, clientRequests(emu)[before:]
 	}
 	status := func(resp *http.Response) int {
 		if resp == nil {
@@ -961,7 +961,7 @@ allow_ips = ["203.0.113.0/24"]
 		})
 	}
 
-	for _, r := range emu.Requests() {
+	for _, r := range clientRequests(emu) {
 		if r.Bucket != "bkt" {
 			t.Errorf("a request reached bucket %q: %s %s%s", r.Bucket, r.Method, r.Host, r.RawPath)
 		}
@@ -1000,7 +1000,7 @@ on_status = [502, 503, 504]
 	// upstream returns the requests OSS saw for key since the log was reset.
 	upstream := func(key string) []ossemu.Request {
 		var out []ossemu.Request
-		for _, r := range emu.Requests() {
+		for _, r := range clientRequests(emu) {
 			if r.Key == key {
 				out = append(out, r)
 			}

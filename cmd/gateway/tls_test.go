@@ -131,13 +131,13 @@ func TestFleetSharesOneCertificateOnOSS(t *testing.T) {
 		t.Errorf("certificates issued = %d, want exactly 1 for the fleet", n)
 	}
 	var certObjects []string
-	for _, r := range emu.Requests() {
+	for _, r := range clientRequests(emu) {
 		if r.Bucket == "certs" && r.Method == http.MethodPut && strings.HasSuffix(r.Key, ".crt") {
 			certObjects = append(certObjects, r.Key)
 		}
 	}
 	lockCreates, lockBusy := 0, 0
-	for _, r := range emu.Requests() {
+	for _, r := range clientRequests(emu) {
 		if r.Bucket == "certs" && r.Method == http.MethodPut && strings.Contains(r.Key, "locks/") && r.Header.Get("X-Oss-Forbid-Overwrite") == "true" {
 			lockCreates++
 			if r.Status == http.StatusConflict {
@@ -164,7 +164,7 @@ func TestFleetSharesOneCertificateOnOSS(t *testing.T) {
 		t.Errorf("HSTS = %q", resp.Header.Get("Strict-Transport-Security"))
 	}
 	signed := false
-	for _, r := range emu.Requests() {
+	for _, r := range clientRequests(emu) {
 		if r.Bucket == "bkt" && r.Key == "secret.txt" && r.Signed && r.Status == 200 {
 			signed = true
 		}
