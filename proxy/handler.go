@@ -104,9 +104,9 @@ func (h *Handler) Config() *config.Config { return h.state.Load().cfg }
 
 func (h *Handler) compile(cfg *config.Config) (*state, error) {
 	st := &state{
-		cfg:           cfg,
-		routes:        make(router),
-		trusted:       trustedSet(cfg.Server.TrustedProxyNets),
+		cfg:             cfg,
+		routes:          make(router),
+		trusted:         trustedSet(cfg.Server.TrustedProxyNets),
 		upstreamStall:   cfg.Server.UpstreamHeaderTimeout.D(),
 		accessLogSample: cfg.Log.AccessLogSample,
 	}
@@ -171,9 +171,9 @@ type exchange struct {
 	// upstreamWait is the last attempt's time to OSS's response headers.
 	upstreamWait time.Duration
 	retries      int
-	resumes    int
-	denied     string
-	err        error
+	resumes      int
+	denied       string
+	err          error
 
 	w http.ResponseWriter // the client's, for deadlines on its connection
 
