@@ -69,7 +69,7 @@ type state struct {
 	cfg     *config.Config
 	files   map[string]*tls.Certificate // domain (or IP) -> pair
 	acme    map[string]bool             // names certmagic manages
-	withTLS map[string]bool             // every domain of a site with tls != off
+	withTLS map[string]bool             // every domain that has (or gets) a certificate
 	acmeKey string                      // what the certmagic part was built from
 	magic   *certmagic.Config           // nil when no site uses ACME
 	cache   *certmagic.Cache
@@ -214,10 +214,11 @@ func (m *Manager) build(cfg *config.Config, prev *state) (*state, error) {
 			}
 		case "acme":
 			for _, d := range s.Domains {
-				d = normalizeName(d)
-				st.withTLS[d] = true
-				if net.ParseIP(d) == nil {
+				// An IP address gets no ACME certificate, so it is served
+				// (and not redirected) over plain HTTP.
+				if d = normalizeName(d); net.ParseIP(d) == nil {
 					st.acme[d] = true
+					st.withTLS[d] = true
 				}
 			}
 		}
