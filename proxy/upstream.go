@@ -67,29 +67,20 @@ type TransportOptions struct {
 	RootCAs *x509.CertPool
 }
 
-// NewTransport returns the HTTP/1.1 transport to OSS: a deep idle pool per
-// bucket host (OSS is one host per bucket, so the default of 2 idle
-// connections would make every burst dial), no transparent gzip (the client's
-// Accept-Encoding passes through and bodies stream as OSS sent them), and the
-// configured dial and response-header timeouts.
-func NewTransport(o TransportOptions) *http.Transport {
-	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
-	t := &http.Transport{
-		Proxy:                  nil, // never send object traffic through an environment proxy
-		DialContext:            d.DialContext,
-		MaxIdleConns:           1024,
-		MaxIdleConnsPerHost:    256,
-		IdleConnTimeout:        50 * time.Second, // below OSS's own keep-alive timeout
-		TLSHandshakeTimeout:    o.DialTimeout + 5*time.Second,
-		ResponseHeaderTimeout:  o.HeaderTimeout,
-		ExpectContinueTimeout:  time.Second,
-		DisableCompression:     true,
-		MaxResponseHeaderBytes: 256 << 10,
-		WriteBufferSize:        64 << 10,
-		ReadBufferSize:         64 << 10,
-		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.RootCAs},
+// NewTransport returns the HTTP/1.1 client to OSS: a deep idle pool per
+// bucket host (OSS is one host per bucket, so a shallow pool would make every
+// burst dial), no transparent gzip (the client's Accept-Encoding passes
+// through and bodies stream as OSS sent them), never an environment proxy,
+// and the configured dial and response-header timeouts.
+func NewTransport(o TransportOptions) http.RoundTripper {
+	return &upstreamClient{
+		dialer:           net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second},
+		tlsConfig:        &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.RootCAs},
+		headerTimeout:    o.HeaderTimeout,
+		handshakeTimeout: o.DialTimeout + 5*time.Second,
+		idleTimeout:      50 * time.Second, // below OSS's own keep-alive timeout
+		maxIdlePerHost:   256,
 	}
-	return t
 }
 
 // isTimeout reports whether err is the transport giving up waiting, as

@@ -1,0 +1,345 @@
+package deploy
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+// The alerts the deployment promises (README, ECS.md section 9).
+var requiredAlerts = []string{
+	"OSSGatewayInstanceDown",
+	"OSSGatewayHigh5xxRatio",
+	"OSSGatewayUpstreamRetriesHigh",
+	"OSSGatewayDeniedSpike",
+	"OSSGatewayCertificateExpiringSoon",
+	"OSSGatewayConfigReloadFailed",
+}
+
+func loadAlerts(t testing.TB) map[string]rulefmt.Rule {
+	t.Helper()
+	path := filepath.Join("prometheus", "alerts.yml")
+	groups, errs := rulefmt.ParseFile(path, false, model.UTF8Validation, parser.NewParser(parser.Options{}), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for _, err := range errs {
+		t.Errorf("%v", err)
+	}
+	if len(errs) > 0 {
+		t.FailNow()
+	}
+	rules := map[string]rulefmt.Rule{}
+	for _, g := range groups.Groups {
+		for _, r := range g.Rules {
+			if r.Alert == "" {
+				continue
+			}
+			if _, dup := rules[r.Alert]; dup {
+				t.Errorf("alert %s is defined twice", r.Alert)
+			}
+			rules[r.Alert] = r
+		}
+	}
+	return rules
+}
+
+// TestAlertRules: alerts.yml parses with Prometheus's own rule parser, has
+// every promised alert, each with for, severity and annotations, and every
+// metric, label and label value in it exists on the gateway.
+func TestAlertRules(t *testing.T) {
+	rules := loadAlerts(t)
+	for _, name := range requiredAlerts {
+		if _, ok := rules[name]; !ok {
+			t.Errorf("alerts.yml has no alert %s", name)
+		}
+	}
+	for name, r := range rules {
+		if r.For <= 0 {
+			t.Errorf("%s: no for: (a single bad scrape would page)", name)
+		}
+		switch r.Labels["severity"] {
+		case "critical", "warning", "info":
+		default:
+			t.Errorf("%s: severity label %q, want critical, warning or info", name, r.Labels["severity"])
+		}
+		for _, a := range []string{"summary", "description"} {
+			if strings.TrimSpace(r.Annotations[a]) == "" {
+				t.Errorf("%s: no %s annotation", name, a)
+			}
+		}
+		c := newChecker(t)
+		out := c.check(name, r.Expr)
+		for _, p := range c.problems {
+			t.Error(p)
+		}
+		for a, text := range r.Annotations {
+			for _, m := range alertLabelRE.FindAllStringSubmatch(text, -1) {
+				if !out[m[1]] {
+					t.Errorf("%s: annotation %s uses $labels.%s, but the expression's result only has %v", name, a, m[1], out.sorted())
+				}
+			}
+		}
+		// The annotations must name the site or domain (or the instance)
+		// they are about, so the page says where to look.
+		if !strings.Contains(r.Annotations["summary"], "$labels.") {
+			t.Errorf("%s: the summary names no label (site, domain or instance)", name)
+		}
+		for _, key := range configKeyRE.FindAllString(r.Annotations["description"], -1) {
+			if !knownConfigKey(key) {
+				t.Errorf("%s: the description names %q, which is no config key", name, key)
+			}
+		}
+	}
+}
+
+// scenario is synthetic data for one alert and what must fire on it.
+type scenario struct {
+	alert string
+	data  func(m *memStorage)
+	// checks: at each time, exactly these label subsets fire.
+	checks []scenarioCheck
+}
+
+type scenarioCheck struct {
+	at   time.Duration
+	want []map[string]string
+}
+
+func lset(name string, kv ...string) labels.Labels {
+	return labels.FromStrings(append([]string{"__name__", name, "job", "oss-gateway"}, kv...)...)
+}
+
+func stepAt(at time.Duration, before, after float64) func(time.Duration) float64 {
+	return func(t time.Duration) float64 {
+		if t < at {
+			return before
+		}
+		return after
+	}
+}
+
+var scenarios = []scenario{
+	{
+		alert: "OSSGatewayInstanceDown",
+		data: func(m *memStorage) {
+			m.add(lset("up", "instance", "gw-a:9090"), 20*time.Minute, stepAt(10*time.Minute, 1, 0))
+			m.add(lset("up", "instance", "gw-b:9090"), 20*time.Minute, constant(1))
+		},
+		checks: []scenarioCheck{
+			{at: 11 * time.Minute, want: nil}, // down for 1 of the 2 minutes
+			{at: 15 * time.Minute, want: []map[string]string{{"instance": "gw-a:9090"}}},
+		},
+	},
+	{
+		alert: "OSSGatewayHigh5xxRatio",
+		data: func(m *memStorage) {
+			const end = 40 * time.Minute
+			in := []string{"instance", "gw-a:9090", "method", "GET"}
+			// images: 502s at 0.7/s next to 10/s of 200s from minute 20 (6.5%).
+			m.add(lset("gateway_requests_total", append(in, "site", "images", "code", "200")...), end, steady(10))
+			m.add(lset("gateway_requests_total", append(in, "site", "images", "code", "502")...), end,
+				counter([]time.Duration{0, 20 * time.Minute}, []float64{0, 0.7}))
+			// files: 2.9% errors, below the threshold.
+			m.add(lset("gateway_requests_total", append(in, "site", "files", "code", "200")...), end, steady(10))
+			m.add(lset("gateway_requests_total", append(in, "site", "files", "code", "500")...), end, steady(0.3))
+			// tiny: half its requests fail, but it serves one request every 25 s.
+			m.add(lset("gateway_requests_total", append(in, "site", "tiny", "code", "200")...), end, steady(0.02))
+			m.add(lset("gateway_requests_total", append(in, "site", "tiny", "code", "503")...), end, steady(0.02))
+		},
+		checks: []scenarioCheck{
+			{at: 19 * time.Minute, want: nil},
+			{at: 23 * time.Minute, want: nil}, // not yet 5 minutes
+			{at: 30 * time.Minute, want: []map[string]string{{"site": "images"}}},
+		},
+	},
+	{
+		alert: "OSSGatewayUpstreamRetriesHigh",
+		data: func(m *memStorage) {
+			const end = 40 * time.Minute
+			in := []string{"instance", "gw-a:9090", "method", "GET", "code", "200"}
+			m.add(lset("gateway_requests_total", append(in, "site", "images")...), end, steady(10))
+			m.add(lset("gateway_requests_total", append(in, "site", "files")...), end, steady(10))
+			m.add(lset("gateway_upstream_retries_total", "instance", "gw-a:9090", "site", "images", "reason", "status"), end, steady(0.9))
+			m.add(lset("gateway_upstream_retries_total", "instance", "gw-a:9090", "site", "images", "reason", "dial"), end, steady(0.3))
+			m.add(lset("gateway_upstream_retries_total", "instance", "gw-a:9090", "site", "files", "reason", "reset"), end, steady(0.8))
+		},
+		checks: []scenarioCheck{
+			{at: 40 * time.Minute, want: []map[string]string{{"site": "images"}}}, // 12% vs 8%
+		},
+	},
+	{
+		alert: "OSSGatewayDeniedSpike",
+		data: func(m *memStorage) {
+			const end = 90 * time.Minute
+			spike := []time.Duration{0, 60 * time.Minute}
+			d := func(site, reason string) labels.Labels {
+				return lset("gateway_denied_total", "instance", "gw-a:9090", "site", site, "reason", reason)
+			}
+			m.add(d("images", "referer"), end, counter(spike, []float64{0.5, 10})) // 20x its usual rate
+			m.add(d("images", "rate_limit"), end, steady(5))                       // high but usual
+			m.add(d("images", "cors"), end, counter(spike, []float64{0.05, 0.8}))  // 16x, but under 1/s
+			m.add(d("files", "ip"), end, steady(60))                               // always above 50/s
+		},
+		checks: []scenarioCheck{
+			{at: 65 * time.Minute, want: []map[string]string{{"site": "files", "reason": "ip"}}},
+			{at: 75 * time.Minute, want: []map[string]string{{"site": "images", "reason": "referer"}, {"site": "files", "reason": "ip"}}},
+		},
+	},
+	{
+		alert: "OSSGatewayCertificateExpiringSoon",
+		data: func(m *memStorage) {
+			const end = 3 * time.Hour
+			now := end.Seconds()
+			exp := func(domain string, left time.Duration) {
+				m.add(lset("gateway_tls_certificate_expiry_timestamp_seconds", "instance", "gw-a:9090", "domain", domain), end, constant(now+left.Seconds()))
+			}
+			exp("img.example.com", 10*24*time.Hour)
+			exp("cdn.example.com", 14*24*time.Hour-2*time.Hour) // just under 14 days for the whole hour
+			exp("files.example.com", 30*24*time.Hour)
+			exp("static.example.com", 14*24*time.Hour+2*time.Hour) // still over 14 days at the end
+		},
+		checks: []scenarioCheck{
+			{at: 3 * time.Hour, want: []map[string]string{{"domain": "img.example.com"}, {"domain": "cdn.example.com"}}},
+		},
+	},
+	{
+		alert: "OSSGatewayConfigReloadFailed",
+		data: func(m *memStorage) {
+			const end = 70 * time.Minute
+			r := func(instance, result string) labels.Labels {
+				return lset("gateway_config_reloads_total", "instance", instance, "result", result)
+			}
+			m.add(r("gw-a:9090", "error"), end, stepAt(40*time.Minute, 0, 1))
+			m.add(r("gw-a:9090", "success"), end, steady(0.01))
+			m.add(r("gw-b:9090", "error"), end, constant(1)) // an old failure: quiet
+		},
+		checks: []scenarioCheck{
+			{at: 39 * time.Minute, want: nil},
+			{at: 45 * time.Minute, want: []map[string]string{{"instance": "gw-a:9090"}}},
+			{at: 65 * time.Minute, want: nil}, // 25 minutes later
+		},
+	},
+}
+
+// firing returns the label sets for which expr held at every evaluation
+// from at-for to at: the alerts that are firing at at.
+func firing(t testing.TB, m *memStorage, r rulefmt.Rule, at time.Duration) ([]labels.Labels, error) {
+	const every = 30 * time.Second
+	hold := time.Duration(r.For)
+	mat, err := m.rangeEval(t, newEngine(), r.Expr, at-hold, at, every)
+	if err != nil {
+		return nil, err
+	}
+	steps := int(hold/every) + 1
+	var out []labels.Labels
+	for _, s := range mat {
+		if len(s.Floats) == steps {
+			out = append(out, s.Metric)
+		}
+	}
+	return out, nil
+}
+
+// runScenario returns the problems of r on sc's data.
+func runScenario(t testing.TB, sc scenario, r rulefmt.Rule) []string {
+	m := &memStorage{}
+	sc.data(m)
+	var problems []string
+	for _, ck := range sc.checks {
+		got, err := firing(t, m, r, ck.at)
+		if err != nil {
+			return append(problems, fmt.Sprintf("%s at %v: %v", sc.alert, ck.at, err))
+		}
+		var gotS, wantS []string
+		for _, l := range got {
+			sub := map[string]string{}
+			if len(ck.want) > 0 {
+				for k := range ck.want[0] {
+					sub[k] = l.Get(k)
+				}
+			}
+			gotS = append(gotS, fmt.Sprint(sub))
+		}
+		for _, w := range ck.want {
+			wantS = append(wantS, fmt.Sprint(w))
+		}
+		slices.Sort(gotS)
+		slices.Sort(wantS)
+		if len(ck.want) == 0 && len(got) > 0 {
+			problems = append(problems, fmt.Sprintf("%s at %v: fires for %v, want silence", sc.alert, ck.at, got))
+		} else if !slices.Equal(gotS, wantS) {
+			problems = append(problems, fmt.Sprintf("%s at %v: fires for %v, want %v", sc.alert, ck.at, gotS, wantS))
+		}
+	}
+	return problems
+}
+
+// TestAlertScenarios replays synthetic series through each alert with the
+// real PromQL engine: the alert fires where it must, after its for:, and
+// stays quiet on healthy, low-volume and old data.
+func TestAlertScenarios(t *testing.T) {
+	rules := loadAlerts(t)
+	covered := map[string]bool{}
+	for _, sc := range scenarios {
+		covered[sc.alert] = true
+		r, ok := rules[sc.alert]
+		if !ok {
+			t.Errorf("no alert %s", sc.alert)
+			continue
+		}
+		for _, p := range runScenario(t, sc, r) {
+			t.Error(p)
+		}
+	}
+	for name := range rules {
+		if !covered[name] {
+			t.Errorf("alert %s has no scenario in alerts_test.go", name)
+		}
+	}
+}
+
+// TestAlertScenariosCanFail: a rule whose threshold is off by a factor of
+// ten, or that lost its for:, fails its scenario.
+func TestAlertScenariosCanFail(t *testing.T) {
+	rules := loadAlerts(t)
+	mutate := map[string]func(rulefmt.Rule) rulefmt.Rule{
+		"OSSGatewayHigh5xxRatio": func(r rulefmt.Rule) rulefmt.Rule {
+			r.Expr = strings.Replace(r.Expr, "> 0.05", "> 0.5", 1)
+			return r
+		},
+		"OSSGatewayCertificateExpiringSoon": func(r rulefmt.Rule) rulefmt.Rule {
+			r.Expr = strings.Replace(r.Expr, "14 * 86400", "140 * 86400", 1)
+			return r
+		},
+		"OSSGatewayInstanceDown": func(r rulefmt.Rule) rulefmt.Rule {
+			r.For = 0
+			return r
+		},
+		"OSSGatewayConfigReloadFailed": func(r rulefmt.Rule) rulefmt.Rule {
+			r.Expr = strings.Replace(r.Expr, `result="error"`, `result="success"`, 1)
+			return r
+		},
+	}
+	for _, sc := range scenarios {
+		f := mutate[sc.alert]
+		if f == nil {
+			continue
+		}
+		r := f(rules[sc.alert])
+		if r.Expr == rules[sc.alert].Expr && r.For == rules[sc.alert].For {
+			t.Errorf("%s: the mutation changed nothing; update this test", sc.alert)
+			continue
+		}
+		if len(runScenario(t, sc, r)) == 0 {
+			t.Errorf("%s: a broken rule still passes its scenario", sc.alert)
+		}
+	}
+}

@@ -1,0 +1,332 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// upstreamClient is the gateway's HTTP/1.1 client to OSS. It does what
+// http.Transport does for this one job with less machinery: a request is
+// written and its response read on the calling goroutine (no per-connection
+// read and write loops, no channels), so a small object costs one write and
+// one read on the OSS connection and no goroutine handoffs. Connections are
+// kept per host in a LIFO idle list; a response body returns its connection
+// to the list when read to the end, and closes it otherwise (a multi-GiB
+// body is never drained).
+type upstreamClient struct {
+	dialer           net.Dialer
+	tlsConfig        *tls.Config
+	headerTimeout    time.Duration
+	handshakeTimeout time.Duration
+	idleTimeout      time.Duration
+	maxIdlePerHost   int
+
+	mu   sync.Mutex
+	idle map[string][]*upConn // scheme://addr -> most recently used last
+}
+
+// upConn is one connection to OSS.
+type upConn struct {
+	key    string
+	nc     net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idleAt time.Time
+	reused bool
+}
+
+var _ http.RoundTripper = (*upstreamClient)(nil)
+
+// errStaleConn marks a failure on a reused connection before any response
+// byte arrived: the server had closed it while idle, so the request never
+// reached OSS and may be sent again on a fresh connection.
+var errStaleConn = errors.New("idle connection closed by OSS")
+
+// RoundTrip sends req to OSS and returns the response with its body
+// streaming from the connection. Cancelling req's context aborts the
+// exchange at any point, the body included.
+func (c *upstreamClient) RoundTrip(req *http.Request) (*http.Response, error) {
+	key := req.URL.Scheme + "://" + req.URL.Host
+	for {
+		conn, err := c.getConn(req.Context(), req.URL.Scheme, req.URL.Host, key)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.exchange(conn, req)
+		if errors.Is(err, errStaleConn) && (req.Body == nil || req.Body == http.NoBody) {
+			continue // the request never reached OSS; idle conns are few, so this ends
+		}
+		return resp, err
+	}
+}
+
+// exchange writes req on conn and reads the response headers.
+func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	stop := context.AfterFunc(ctx, func() { _ = conn.nc.SetDeadline(aLongTimeAgo) })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		conn.nc.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	if err := writeRequest(conn.bw, req); err != nil {
+		if conn.reused && req.Body == nil {
+			return fail(fmt.Errorf("%w: %v", errStaleConn, err))
+		}
+		// OSS may have answered (a 403, say) and closed before taking the
+		// whole body: that answer is worth more than the write error.
+		_ = conn.nc.SetReadDeadline(time.Now().Add(time.Second))
+		if resp, rerr := http.ReadResponse(conn.br, req); rerr == nil {
+			_ = conn.nc.SetReadDeadline(time.Time{})
+			resp.Body = &upBody{c: c, conn: conn, body: resp.Body, stop: stop}
+			return resp, nil
+		}
+		return fail(err)
+	}
+	if c.headerTimeout > 0 {
+		_ = conn.nc.SetReadDeadline(time.Now().Add(c.headerTimeout))
+	}
+	// Peek first, so a connection OSS closed while idle (EOF or reset with
+	// nothing read) is told apart from a failure mid-response.
+	if _, err := conn.br.Peek(1); err != nil {
+		if conn.reused && isConnClosed(err) {
+			return fail(fmt.Errorf("%w: %v", errStaleConn, err))
+		}
+		return fail(err)
+	}
+	resp, err := http.ReadResponse(conn.br, req)
+	if err != nil {
+		return fail(err)
+	}
+	if c.headerTimeout > 0 {
+		_ = conn.nc.SetReadDeadline(time.Time{})
+	}
+	keep := !resp.Close && !req.Close
+	if resp.Body == http.NoBody { // HEAD, 204, 304: the exchange is over
+		if stop() && keep {
+			c.putConn(conn)
+		} else {
+			conn.nc.Close()
+		}
+		return resp, nil
+	}
+	resp.Body = &upBody{c: c, conn: conn, body: resp.Body, stop: stop, keep: keep}
+	return resp, nil
+}
+
+// aLongTimeAgo is a deadline that has passed: setting it aborts blocked IO.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// isConnClosed reports an EOF or reset, as a server closing an idle
+// keep-alive connection produces.
+func isConnClosed(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	var ne *net.OpError
+	return errors.As(err, &ne) && !ne.Timeout()
+}
+
+// writeRequest writes req's request line, headers and body in HTTP/1.1.
+// Header values cannot hold CR or LF: the client side's parser refused
+// them and the gateway's own values never have them; any that did would be
+// dropped rather than split into a second header.
+func writeRequest(bw *bufio.Writer, req *http.Request) error {
+	bw.WriteString(req.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(req.URL.RequestURI())
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(req.Host)
+	bw.WriteString("\r\n")
+	for k, vv := range req.Header {
+		if k == "Host" || k == "Content-Length" || k == "Transfer-Encoding" || k == "Connection" || k == "Expect" {
+			continue
+		}
+		for _, v := range vv {
+			if v == "" && k == "User-Agent" {
+				continue
+			}
+			if strings.ContainsAny(v, "\r\n") {
+				continue
+			}
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	if req.Close {
+		bw.WriteString("Connection: close\r\n")
+	}
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	switch {
+	case hasBody && req.ContentLength > 0:
+		bw.WriteString("Content-Length: ")
+		var b [20]byte
+		bw.Write(strconv.AppendInt(b[:0], req.ContentLength, 10))
+		bw.WriteString("\r\n\r\n")
+		if _, err := copyBody(bw, io.LimitReader(req.Body, req.ContentLength)); err != nil {
+			return err
+		}
+	case hasBody:
+		bw.WriteString("Transfer-Encoding: chunked\r\n\r\n")
+		cw := &chunkedWriter{bw}
+		if _, err := copyBody(cw, req.Body); err != nil {
+			return err
+		}
+		bw.WriteString("0\r\n\r\n")
+	case req.Method == http.MethodPut || req.Method == http.MethodPost:
+		bw.WriteString("Content-Length: 0\r\n\r\n")
+	default:
+		bw.WriteString("\r\n")
+	}
+	return bw.Flush()
+}
+
+// chunkedWriter frames each write as one HTTP/1.1 chunk.
+type chunkedWriter struct{ bw *bufio.Writer }
+
+func (w *chunkedWriter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var b [16]byte
+	w.bw.Write(strconv.AppendInt(b[:0], int64(len(p)), 16))
+	w.bw.WriteString("\r\n")
+	n, err := w.bw.Write(p)
+	w.bw.WriteString("\r\n")
+	return n, err
+}
+
+// upBody is a response body streaming from an upstream connection.
+type upBody struct {
+	c    *upstreamClient
+	conn *upConn
+	body io.ReadCloser
+	stop func() bool
+	keep bool // the connection may be reused once the body is read
+	eof  atomic.Bool
+	done bool
+	mu   sync.Mutex // Close may race a Read (the stall guard closes from a timer)
+}
+
+func (b *upBody) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	if err == io.EOF {
+		b.eof.Store(true)
+	}
+	return n, err
+}
+
+// Close returns the connection to the idle list when the body was read to
+// its end, and closes it otherwise.
+func (b *upBody) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return nil
+	}
+	b.done = true
+	stopped := b.stop()
+	if b.eof.Load() && b.keep && stopped {
+		b.c.putConn(b.conn)
+		return nil
+	}
+	return b.conn.nc.Close()
+}
+
+// getConn returns an idle connection to addr, or dials one.
+func (c *upstreamClient) getConn(ctx context.Context, scheme, addr, key string) (*upConn, error) {
+	now := time.Now()
+	c.mu.Lock()
+	for list := c.idle[key]; len(list) > 0; list = c.idle[key] {
+		conn := list[len(list)-1]
+		list[len(list)-1] = nil
+		c.idle[key] = list[:len(list)-1]
+		if now.Sub(conn.idleAt) < c.idleTimeout {
+			c.mu.Unlock()
+			conn.reused = true
+			return conn, nil
+		}
+		conn.nc.Close() // idle too long: OSS may be closing it right now
+	}
+	c.mu.Unlock()
+
+	hostport := addr
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		if scheme == "https" {
+			hostport = net.JoinHostPort(addr, "443")
+		} else {
+			hostport = net.JoinHostPort(addr, "80")
+		}
+	}
+	nc, err := c.dialer.DialContext(ctx, "tcp", hostport)
+	if err != nil {
+		return nil, err
+	}
+	if scheme == "https" {
+		host, _, _ := net.SplitHostPort(hostport)
+		cfg := c.tlsConfig.Clone()
+		cfg.ServerName = host
+		cfg.NextProtos = []string{"http/1.1"}
+		tc := tls.Client(nc, cfg)
+		hctx, cancel := context.WithTimeout(ctx, c.handshakeTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		nc = tc
+	}
+	return &upConn{
+		key: key,
+		nc:  nc,
+		br:  bufio.NewReaderSize(nc, 64<<10),
+		bw:  bufio.NewWriterSize(nc, 16<<10),
+	}, nil
+}
+
+// putConn keeps conn for reuse, unless its host already has enough idle
+// connections.
+func (c *upstreamClient) putConn(conn *upConn) {
+	_ = conn.nc.SetDeadline(time.Time{})
+	conn.idleAt = time.Now()
+	c.mu.Lock()
+	if c.idle == nil {
+		c.idle = map[string][]*upConn{}
+	}
+	if list := c.idle[conn.key]; len(list) < c.maxIdlePerHost {
+		c.idle[conn.key] = append(list, conn)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	conn.nc.Close()
+}
+
+// CloseIdleConnections closes every idle connection (tests, shutdown).
+func (c *upstreamClient) CloseIdleConnections() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, list := range c.idle {
+		for _, conn := range list {
+			conn.nc.Close()
+		}
+		delete(c.idle, k)
+	}
+}
