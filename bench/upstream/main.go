@@ -1,0 +1,334 @@
+// Command upstream is a minimal, fast stand-in for Alibaba Cloud OSS used by
+// the benchmark kit in bench/: it answers GetObject and HeadObject for a
+// fixed set of synthesized objects so that a reverse proxy in front of it
+// (nginx, the gateway) is what gets measured, not the object store.
+//
+// Objects (any Host, any bucket; the key is the last path segment):
+//
+//	/1k    1 KiB
+//	/256k  256 KiB
+//	/64m   64 MiB
+//	/1g    1 GiB
+//
+// Every body is the same repeating byte pattern (byte at offset o is o%251),
+// written from one shared read-only buffer, so a 1 GiB object costs no
+// memory. Responses carry what OSS sends for an object: ETag, Last-Modified,
+// Content-Type application/octet-stream, Accept-Ranges, x-oss-request-id,
+// x-oss-object-type and x-oss-storage-class. A single byte range gives 206
+// with Content-Range (416 when unsatisfiable; multiple or malformed ranges
+// are ignored and the whole object is sent, as OSS does; HEAD ignores Range,
+// like the repository's OSS emulator); If-None-Match and
+// If-Modified-Since give 304; If-Match that does not match gives 412.
+//
+// Authorization and signatures are ignored: the upstream does not verify
+// them, so the signing cost stays on the proxy's side of the measurement.
+// It only counts requests and V4-signed requests, served at GET /-/stats.
+package main
+
+import (
+	"crypto/md5"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// period is the length of the repeating body pattern; a prime, so that a
+// wrong offset in a range shows up in a content check.
+const period = 251
+
+// chunk is how many bytes one Write hands to the connection.
+const chunk = 256 << 10
+
+// pattern holds chunk+period bytes of the body pattern: for any start
+// offset, pattern[start%period:][:chunk] is the next chunk of any body.
+var pattern = func() []byte {
+	b := make([]byte, chunk+period)
+	for i := range b {
+		b[i] = byte(i % period)
+	}
+	return b
+}()
+
+// object is one synthesized object and its precomputed header values.
+type object struct {
+	size         int64
+	etag         string
+	lastModified time.Time
+
+	// Header values shared by every response (read-only after init).
+	hETag, hLastModified, hLength []string
+}
+
+// objectHeaderValues are the fixed headers of every object response.
+var (
+	hContentType  = []string{"application/octet-stream"}
+	hAcceptRanges = []string{"bytes"}
+	hObjectType   = []string{"Normal"}
+	hStorageClass = []string{"Standard"}
+	hServer       = []string{"AliyunOSS"}
+	hXMLType      = []string{"application/xml"}
+)
+
+// lastModified is the fixed modification time of every object.
+var lastModified = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func newObject(name string, size int64) *object {
+	// The ETag is an MD5-looking quoted hex string, as OSS sends for a
+	// simple upload; hashing the name and size (not the 1 GiB body) keeps
+	// start-up instant.
+	sum := md5.Sum([]byte(name + "/" + strconv.FormatInt(size, 10)))
+	etag := `"` + strings.ToUpper(hex.EncodeToString(sum[:])) + `"`
+	return &object{
+		size:          size,
+		etag:          etag,
+		lastModified:  lastModified,
+		hETag:         []string{etag},
+		hLastModified: []string{lastModified.Format(http.TimeFormat)},
+		hLength:       []string{strconv.FormatInt(size, 10)},
+	}
+}
+
+// objects maps a key to its object.
+var objects = map[string]*object{
+	"1k":   newObject("1k", 1<<10),
+	"256k": newObject("256k", 256<<10),
+	"64m":  newObject("64m", 64<<20),
+	"1g":   newObject("1g", 1<<30),
+}
+
+// requestIDs numbers requests for x-oss-request-id (and so counts them).
+var requestIDs atomic.Uint64
+
+// signedV4 counts requests that carried a V4 Authorization header. The
+// signature is not checked; the count lets the kit prove a private site
+// really signed (GET /-/stats).
+var signedV4 atomic.Uint64
+
+// statsPath answers the request and signed counters as JSON.
+const statsPath = "/-/stats"
+
+// requestIDPrefix makes request IDs differ between upstream runs.
+var requestIDPrefix = fmt.Sprintf("%08X", uint32(time.Now().UnixNano()))
+
+// newRequestID returns a 24-character upper-case hex ID, like OSS's.
+func newRequestID() string {
+	const digits = "0123456789ABCDEF"
+	var b [24]byte
+	copy(b[:8], requestIDPrefix)
+	n := requestIDs.Add(1)
+	for i := 23; i >= 8; i-- {
+		b[i] = digits[n&0xF]
+		n >>= 4
+	}
+	return string(b[:])
+}
+
+// handler answers like OSS for the synthesized objects.
+type handler struct{}
+
+func (handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	if r.URL.Path == statsPath {
+		h["Content-Type"] = []string{"application/json"}
+		fmt.Fprintf(w, "{\"requests\":%d,\"signed_v4\":%d}\n", requestIDs.Load(), signedV4.Load())
+		return
+	}
+	if auth := r.Header["Authorization"]; len(auth) > 0 && strings.HasPrefix(auth[0], "OSS4-HMAC-SHA256 ") {
+		signedV4.Add(1)
+	}
+	h["X-Oss-Request-Id"] = []string{newRequestID()}
+	h["Server"] = hServer
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		ossError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "The specified method is not allowed against this resource.")
+		return
+	}
+	key := r.URL.Path
+	if i := strings.LastIndexByte(key, '/'); i >= 0 {
+		key = key[i+1:]
+	}
+	o := objects[key]
+	if o == nil {
+		ossError(w, http.StatusNotFound, "NoSuchKey", "The specified key does not exist.")
+		return
+	}
+
+	switch conditionStatus(r, o) {
+	case http.StatusPreconditionFailed:
+		ossError(w, http.StatusPreconditionFailed, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold.")
+		return
+	case http.StatusNotModified:
+		h["Etag"] = o.hETag
+		h["Last-Modified"] = o.hLastModified
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+
+	start, length, status := int64(0), o.size, http.StatusOK
+	if spec := r.Header.Get("Range"); spec != "" && r.Method == http.MethodGet {
+		s, n, ok, satisfiable := parseRange(spec, o.size)
+		switch {
+		case ok && !satisfiable:
+			h["Content-Range"] = []string{"bytes */" + o.hLength[0]}
+			ossError(w, http.StatusRequestedRangeNotSatisfiable, "InvalidRange", "The requested range cannot be satisfied")
+			return
+		case ok:
+			start, length, status = s, n, http.StatusPartialContent
+			h["Content-Range"] = []string{"bytes " + strconv.FormatInt(s, 10) + "-" + strconv.FormatInt(s+n-1, 10) + "/" + o.hLength[0]}
+		}
+	}
+
+	h["Content-Type"] = hContentType
+	h["Etag"] = o.hETag
+	h["Last-Modified"] = o.hLastModified
+	h["Accept-Ranges"] = hAcceptRanges
+	h["X-Oss-Object-Type"] = hObjectType
+	h["X-Oss-Storage-Class"] = hStorageClass
+	if status == http.StatusOK {
+		h["Content-Length"] = o.hLength
+	} else {
+		h["Content-Length"] = []string{strconv.FormatInt(length, 10)}
+	}
+	w.WriteHeader(status)
+	if r.Method == http.MethodHead {
+		return
+	}
+	writeBody(w, start, length)
+}
+
+// writeBody writes length bytes of the body pattern from offset start, in
+// chunk-sized writes from the shared buffer. Errors mean the client left.
+func writeBody(w http.ResponseWriter, start, length int64) {
+	off := int(start % period)
+	for length > 0 {
+		n := int64(chunk)
+		if length < n {
+			n = length
+		}
+		if _, err := w.Write(pattern[off : off+int(n)]); err != nil {
+			return
+		}
+		// chunk is not a multiple of period: advance the phase.
+		off = (off + int(n)) % period
+		length -= n
+	}
+}
+
+// conditionStatus evaluates If-Match, If-None-Match and If-Modified-Since:
+// 412, 304, or 0 to serve the object.
+func conditionStatus(r *http.Request, o *object) int {
+	if im := r.Header.Get("If-Match"); im != "" && !etagListMatches(im, o.etag) {
+		return http.StatusPreconditionFailed
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		if etagListMatches(inm, o.etag) {
+			return http.StatusNotModified
+		}
+		return 0
+	}
+	if ims := r.Header.Get("If-Modified-Since"); ims != "" {
+		if t, err := http.ParseTime(ims); err == nil && !o.lastModified.After(t) {
+			return http.StatusNotModified
+		}
+	}
+	return 0
+}
+
+// etagListMatches reports whether a comma-separated If-(None-)Match list
+// names etag (or is "*"); weak prefixes and quotes are ignored.
+func etagListMatches(list, etag string) bool {
+	want := bareETag(etag)
+	for item := range strings.SplitSeq(list, ",") {
+		item = strings.TrimSpace(item)
+		if item == "*" || bareETag(item) == want {
+			return true
+		}
+	}
+	return false
+}
+
+func bareETag(s string) string {
+	s = strings.TrimPrefix(s, "W/")
+	return strings.Trim(s, `"`)
+}
+
+// parseRange parses a single "bytes=" range against size. ok is false for
+// a malformed or multi-range spec (served as the whole object, as OSS does);
+// otherwise satisfiable tells 206 (start, length) from 416.
+func parseRange(spec string, size int64) (start, length int64, ok, satisfiable bool) {
+	rest, found := strings.CutPrefix(spec, "bytes=")
+	if !found || strings.Contains(rest, ",") {
+		return 0, 0, false, false
+	}
+	first, last, found := strings.Cut(strings.TrimSpace(rest), "-")
+	if !found {
+		return 0, 0, false, false
+	}
+	if first == "" { // suffix: the last N bytes
+		n, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || n < 0 {
+			return 0, 0, false, false
+		}
+		if n == 0 || size == 0 {
+			return 0, 0, true, false
+		}
+		n = min(n, size)
+		return size - n, n, true, true
+	}
+	s, err := strconv.ParseInt(first, 10, 64)
+	if err != nil || s < 0 {
+		return 0, 0, false, false
+	}
+	e := size - 1
+	if last != "" {
+		e, err = strconv.ParseInt(last, 10, 64)
+		if err != nil || e < s {
+			return 0, 0, false, false
+		}
+		e = min(e, size-1)
+	}
+	if s >= size {
+		return 0, 0, true, false
+	}
+	return s, e - s + 1, true, true
+}
+
+// ossError writes OSS's XML error body.
+func ossError(w http.ResponseWriter, status int, code, msg string) {
+	h := w.Header()
+	h["Content-Type"] = hXMLType
+	id := h.Get("X-Oss-Request-Id")
+	body := `<?xml version="1.0" encoding="UTF-8"?>` + "\n<Error>\n  <Code>" + code + "</Code>\n  <Message>" + msg +
+		"</Message>\n  <RequestId>" + id + "</RequestId>\n  <HostId>upstream.bench</HostId>\n</Error>\n"
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body))
+}
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:9000", "address to listen on")
+	flag.Parse()
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "upstream: %v\n", err)
+		os.Exit(1)
+	}
+	srv := &http.Server{
+		Handler:           handler{},
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          log.New(os.Stderr, "upstream: ", 0),
+	}
+	fmt.Fprintf(os.Stderr, "upstream: listening on %s\n", ln.Addr())
+	if err := srv.Serve(ln); err != nil {
+		fmt.Fprintf(os.Stderr, "upstream: %v\n", err)
+		os.Exit(1)
+	}
+}
