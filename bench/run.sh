@@ -15,6 +15,7 @@
 #   BASE_PORT=18080            ports BASE_PORT..BASE_PORT+14 on 127.0.0.1
 #   OUT=bench/results          where CSV and markdown results go
 #   KEEP_TMP=1                 keep the temp dir (configs, logs) after exit
+#   GATEWAY_BIN=path           measure this prebuilt gateway instead of building the tree
 set -euo pipefail
 export GOTOOLCHAIN=local
 
@@ -241,7 +242,11 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 command -v curl >/dev/null || die "curl is needed for the sanity checks"
 
 log "building gateway and upstream into $TMP"
-(cd "$ROOT" && go build -o "$TMP/gateway" ./cmd/gateway) || die "go build ./cmd/gateway failed"
+if [[ -n ${GATEWAY_BIN:-} ]]; then # a prebuilt gateway, e.g. an older commit for a before/after run
+	cp "$GATEWAY_BIN" "$TMP/gateway" || die "GATEWAY_BIN=$GATEWAY_BIN cannot be copied"
+else
+	(cd "$ROOT" && go build -o "$TMP/gateway" ./cmd/gateway) || die "go build ./cmd/gateway failed"
+fi
 (cd "$ROOT" && go build -o "$TMP/upstream" ./bench/upstream) || die "go build ./bench/upstream failed"
 GW_COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 GW_DIRTY=$(cd "$ROOT" && git status --porcelain 2>/dev/null | grep -vc '^?? bench/' || true)

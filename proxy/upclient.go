@@ -296,8 +296,8 @@ func (c *upstreamClient) getConn(ctx context.Context, scheme, addr, key string) 
 	return &upConn{
 		key: key,
 		nc:  nc,
-		br:  bufio.NewReaderSize(nc, 64<<10),
-		bw:  bufio.NewWriterSize(nc, 16<<10),
+		br:  bufio.NewReaderSize(nc, 8<<10), // bodies bypass it: copyBody reads 64 KiB at a time
+		bw:  bufio.NewWriterSize(nc, 8<<10),
 	}, nil
 }
 
