@@ -303,8 +303,11 @@ func (c *upstreamClient) getConn(ctx context.Context, scheme, addr, key string) 
 
 // putConn keeps conn for reuse, unless its host already has enough idle
 // connections.
+//
+// No deadline is left on a connection put back: the header deadline is
+// cleared once headers arrive, and a connection whose context deadline fired
+// (stop returned false) is closed instead.
 func (c *upstreamClient) putConn(conn *upConn) {
-	_ = conn.nc.SetDeadline(time.Time{})
 	conn.idleAt = time.Now()
 	c.mu.Lock()
 	if c.idle == nil {
