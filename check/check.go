@@ -361,7 +361,7 @@ func (sc *siteCheck) run(ctx context.Context) {
 }
 
 // upstream is where a site's requests go, as DESIGN.md's "Upstream
-// addressing" fixes it (the same rules as the proxy's resolveEndpoint).
+// addressing" fixes it.
 type upstream struct {
 	scheme string // http or https
 	addr   string // host[:port] connected to (and the TLS SNI)
@@ -369,36 +369,14 @@ type upstream struct {
 	header string // Host header sent
 }
 
-// upstreamFor returns the upstream of endpoint (a keyword or a URL) for s.
+// upstreamFor returns the upstream of endpoint (a keyword or a URL) for s,
+// addressed exactly as the proxy addresses it.
 func upstreamFor(s *config.Site, endpoint string) (upstream, error) {
-	u := upstream{scheme: s.UpstreamScheme}
-	if u.scheme == "" {
-		u.scheme = "https"
+	a, err := proxy.ResolveEndpoint(s, endpoint)
+	if err != nil {
+		return upstream{}, err
 	}
-	switch endpoint {
-	case "public":
-		u.addr = s.Bucket + ".oss-" + s.Region + ".aliyuncs.com"
-	case "internal":
-		u.addr = s.Bucket + ".oss-" + s.Region + "-internal.aliyuncs.com"
-	case "accelerate":
-		u.addr = s.Bucket + ".oss-accelerate.aliyuncs.com"
-	case "dualstack":
-		u.addr = s.Bucket + "." + s.Region + ".oss.aliyuncs.com"
-	default:
-		pu, err := url.Parse(endpoint)
-		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-			return u, fmt.Errorf("endpoint %q: not a keyword or an http(s) URL", endpoint)
-		}
-		u.scheme, u.addr, u.header = pu.Scheme, pu.Host, s.Bucket+"."+pu.Host
-	}
-	if u.header == "" {
-		u.header = u.addr
-	}
-	if s.UpstreamHost != "" {
-		u.header = s.UpstreamHost
-	}
-	u.host = hostOnly(u.addr)
-	return u, nil
+	return upstream{scheme: a.Scheme, addr: a.Addr, host: hostOnly(a.Addr), header: a.Host}, nil
 }
 
 // hostOnly strips a port and IPv6 brackets from host[:port].

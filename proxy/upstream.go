@@ -25,38 +25,56 @@ type upstream struct {
 	health *upstreamHealth
 }
 
-// resolveEndpoint turns a site's endpoint keyword or URL into an upstream, as
-// DESIGN.md's "Upstream addressing" fixes it.
-func resolveEndpoint(s *config.Site, endpoint, label string) (*upstream, error) {
-	u := &upstream{scheme: s.UpstreamScheme, label: label}
-	if u.scheme == "" {
-		u.scheme = "https"
+// Addressing is where a site's requests for one endpoint go: the scheme and
+// host[:port] connected to (also the TLS SNI), and the Host header sent.
+// The two differ for URL endpoints and for buckets reached through a bound
+// custom domain. `gateway check` probes exactly what the proxy uses.
+type Addressing struct {
+	Scheme string // "http" or "https"
+	Addr   string
+	Host   string
+}
+
+// ResolveEndpoint applies DESIGN.md's "Upstream addressing" to a site's
+// endpoint keyword or URL.
+func ResolveEndpoint(s *config.Site, endpoint string) (Addressing, error) {
+	a := Addressing{Scheme: s.UpstreamScheme}
+	if a.Scheme == "" {
+		a.Scheme = "https"
 	}
 	switch endpoint {
 	case "public":
-		u.addr = s.Bucket + ".oss-" + s.Region + ".aliyuncs.com"
+		a.Addr = s.Bucket + ".oss-" + s.Region + ".aliyuncs.com"
 	case "internal":
-		u.addr = s.Bucket + ".oss-" + s.Region + "-internal.aliyuncs.com"
+		a.Addr = s.Bucket + ".oss-" + s.Region + "-internal.aliyuncs.com"
 	case "accelerate":
-		u.addr = s.Bucket + ".oss-accelerate.aliyuncs.com"
+		a.Addr = s.Bucket + ".oss-accelerate.aliyuncs.com"
 	case "dualstack":
-		u.addr = s.Bucket + "." + s.Region + ".oss.aliyuncs.com"
+		a.Addr = s.Bucket + "." + s.Region + ".oss.aliyuncs.com"
 	default:
 		pu, err := url.Parse(endpoint)
 		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-			return nil, fmt.Errorf("endpoint %q: not a keyword or an http(s) URL", endpoint)
+			return a, fmt.Errorf("endpoint %q: not a keyword or an http(s) URL", endpoint)
 		}
-		u.scheme = pu.Scheme
-		u.addr = pu.Host
-		u.host = s.Bucket + "." + pu.Host
+		a.Scheme, a.Addr, a.Host = pu.Scheme, pu.Host, s.Bucket+"."+pu.Host
 	}
-	if u.host == "" {
-		u.host = u.addr
+	if a.Host == "" {
+		a.Host = a.Addr
 	}
 	if s.UpstreamHost != "" {
-		u.host = s.UpstreamHost
+		a.Host = s.UpstreamHost
 	}
-	return u, nil
+	return a, nil
+}
+
+// resolveEndpoint is ResolveEndpoint as the request path keeps it, with
+// the metrics label.
+func resolveEndpoint(s *config.Site, endpoint, label string) (*upstream, error) {
+	a, err := ResolveEndpoint(s, endpoint)
+	if err != nil {
+		return nil, err
+	}
+	return &upstream{scheme: a.Scheme, addr: a.Addr, host: a.Host, label: label}, nil
 }
 
 // TransportOptions are the upstream connection settings from [server].
