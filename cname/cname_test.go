@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/oss-gateway/gateway/internal/testcert"
+	"github.com/oss-gateway/gateway/internal/testkit"
 
 	"github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss"
 	"github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss/credentials"
@@ -21,24 +21,6 @@ import (
 )
 
 const region = "cn-hangzhou"
-
-// clock is a settable clock for the emulator.
-type clock struct {
-	mu     sync.Mutex
-	offset time.Duration
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.offset)
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.offset += d
-	c.mu.Unlock()
-}
 
 // emulator serves an emulator on loopback with a credential and buckets.
 func emulator(t *testing.T, now func() time.Time, buckets ...string) (*ossemu.Emulator, string) {
@@ -295,7 +277,7 @@ func TestLifecycle(t *testing.T) {
 
 // TestEnsureTokenAfterExpiry checks that an expired token is replaced.
 func TestEnsureTokenAfterExpiry(t *testing.T) {
-	clk := &clock{}
+	clk := &testkit.Clock{}
 	_, addr := emulator(t, clk.Now, "bkt-exp")
 	c := client(t, addr, "bkt-exp") // retries on: the SDK corrects the clock skew below
 	ctx := context.Background()

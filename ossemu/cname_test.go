@@ -19,6 +19,8 @@ import (
 
 	"github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss"
 	"github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss/credentials"
+
+	"github.com/oss-gateway/gateway/internal/testkit"
 )
 
 // These tests drive the CNAME operations through the official SDK, so the
@@ -340,7 +342,7 @@ func TestSDKCnameTokenIsPerBucket(t *testing.T) {
 }
 
 func TestSDKCnameTokenExpires(t *testing.T) {
-	clk := &clock{}
+	clk := &testkit.Clock{}
 	e, addr := startEmulator(t, Options{Region: testRegion, Now: clk.Now})
 	e.AddCredential("AKID", "SECRET", "")
 	e.CreateBucket("bkt", Private)

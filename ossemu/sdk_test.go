@@ -14,6 +14,8 @@ import (
 	"github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss"
 	"github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss/credentials"
 	"github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss/signer"
+
+	"github.com/oss-gateway/gateway/internal/testkit"
 )
 
 // These tests prove the verifier with the official SDK: whatever the SDK
@@ -187,7 +189,7 @@ func TestSDKRefusals(t *testing.T) {
 }
 
 func TestSDKClockChecks(t *testing.T) {
-	clk := &clock{}
+	clk := &testkit.Clock{}
 	e, addr := startEmulator(t, Options{Region: testRegion, Now: clk.Now})
 	e.AddCredential("AKID", "SECRET", "")
 	e.CreateBucket("priv", Private)

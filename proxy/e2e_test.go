@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/oss-gateway/gateway/config"
+	"github.com/oss-gateway/gateway/internal/testkit"
 	"github.com/oss-gateway/gateway/ossemu"
 	"github.com/oss-gateway/gateway/proxy"
 )
@@ -43,25 +43,7 @@ type env struct {
 	gw      *httptest.Server
 	h       *proxy.Handler
 	reg     *prometheus.Registry
-	logs    *syncBuffer
-}
-
-// syncBuffer is a bytes.Buffer the access log and the test can share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs    *testkit.Buffer
 }
 
 // envOpts tune newEnv.
@@ -162,7 +144,7 @@ func newEnvWith(t *testing.T, o envOpts, moreSites func(emuAddr string) string) 
 		creds = credentials.NewStaticCredentialsProvider(testAK, testSK)
 	}
 	reg := prometheus.NewRegistry()
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	h, err := proxy.New(cfg, proxy.Options{
 		Metrics:     proxy.NewMetrics(reg, "test"),
 		AccessLog:   slog.New(slog.NewJSONHandler(logs, nil)),
@@ -805,7 +787,7 @@ func TestMetricsAndAccessLog(t *testing.T) {
 	}
 }
 
-func lastLogLine(t *testing.T, logs *syncBuffer) map[string]any {
+func lastLogLine(t *testing.T, logs *testkit.Buffer) map[string]any {
 	t.Helper()
 	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
 	var m map[string]any

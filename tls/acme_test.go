@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 
 	"github.com/oss-gateway/gateway/config"
 	"github.com/oss-gateway/gateway/internal/acmetest"
+	"github.com/oss-gateway/gateway/internal/testkit"
 )
 
 // testGateway is the TLS part of a gateway: the manager behind a plain HTTP
@@ -29,24 +29,7 @@ type testGateway struct {
 	httpAddr  string
 	httpsAddr string
 	expiry    *prometheus.GaugeVec
-	logs      *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs      *testkit.Buffer
 }
 
 // listeners opens the HTTP and HTTPS listeners first, so the config and the
@@ -84,7 +67,7 @@ func acmeConfig(t *testing.T, httpLn, httpsLn net.Listener, ca *acmetest.Server,
 
 func startTestGateway(t *testing.T, cfg *config.Config, httpLn, httpsLn net.Listener, o Options) *testGateway {
 	t.Helper()
-	g := &testGateway{httpAddr: httpLn.Addr().String(), httpsAddr: httpsLn.Addr().String(), logs: &syncBuffer{}}
+	g := &testGateway{httpAddr: httpLn.Addr().String(), httpsAddr: httpsLn.Addr().String(), logs: &testkit.Buffer{}}
 	g.expiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gateway_tls_certificate_expiry_timestamp_seconds"}, []string{"domain"})
 	o.Expiry = g.expiry
 	o.Logger = slog.New(slog.NewJSONHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -14,12 +14,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/oss-gateway/gateway/internal/testkit"
 	"github.com/oss-gateway/gateway/ossemu"
 )
 
@@ -59,27 +59,10 @@ func freePort(t *testing.T) string {
 // process is a running gateway binary.
 type process struct {
 	cmd    *exec.Cmd
-	stdout *lockedBuffer
-	stderr *lockedBuffer
+	stdout *testkit.Buffer
+	stderr *testkit.Buffer
 	http   string
 	admin  string
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // startGateway writes cfg (with HTTP and ADMIN replaced by free ports) and
@@ -93,7 +76,7 @@ func startGateway(t *testing.T, cfg string, env ...string) *process {
 // (an ACME server must know it before the gateway starts).
 func startGatewayOn(t *testing.T, cfg, httpAddr string, env ...string) *process {
 	t.Helper()
-	p := &process{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, http: httpAddr, admin: freePort(t)}
+	p := &process{stdout: &testkit.Buffer{}, stderr: &testkit.Buffer{}, http: httpAddr, admin: freePort(t)}
 	path := filepath.Join(t.TempDir(), "gateway.toml")
 	cfg = strings.NewReplacer("HTTPADDR", p.http, "ADMINADDR", p.admin).Replace(cfg)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -294,7 +277,7 @@ func TestDemoCurlLinesWorkAsPrinted(t *testing.T) {
 	gw, admin := freePort(t), freePort(t)
 	cmd := exec.Command(gatewayBin, "demo", "-listen", gw, "-admin", admin)
 	stdout, _ := cmd.StdoutPipe()
-	var stderr lockedBuffer
+	var stderr testkit.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss"
+
+	"github.com/oss-gateway/gateway/internal/testkit"
 )
 
 // Lock timings for tests: short, but with the same proportions as the
@@ -347,9 +349,9 @@ func TestStaleLockTakeover(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			v := newEnv(t)
-			v.clock.set(-tt.age)
+			v.clock.Set(-tt.age)
 			v.e.PutObject(testBucket, name, tt.body, nil)
-			v.clock.set(0)
+			v.clock.Set(0)
 			s := v.storage(t, "tls", fastOpts())
 			start := time.Now()
 			mustLock(t, s)
@@ -591,7 +593,7 @@ type helper struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	lines  chan string
-	stderr *logSink
+	stderr *testkit.Buffer
 	exited chan error
 }
 
@@ -599,7 +601,7 @@ func startHelper(t *testing.T, v *env, mode string) *helper {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "OSSSTORAGE_HELPER=1", "OSSSTORAGE_ADDR="+v.addr, "OSSSTORAGE_MODE="+mode)
-	h := &helper{cmd: cmd, lines: make(chan string, 8), stderr: &logSink{}, exited: make(chan error, 1)}
+	h := &helper{cmd: cmd, lines: make(chan string, 8), stderr: &testkit.Buffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = h.stderr
 	var err error
 	if h.stdin, err = cmd.StdinPipe(); err != nil {

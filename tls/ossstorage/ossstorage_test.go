@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss/credentials"
 	"github.com/caddyserver/certmagic"
 
+	"github.com/oss-gateway/gateway/internal/testkit"
 	"github.com/oss-gateway/gateway/ossclient"
 	"github.com/oss-gateway/gateway/ossemu"
 )
@@ -40,36 +40,17 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// clock is a settable clock for the emulator, so a test can plant objects
-// with an old Last-Modified.
-type clock struct {
-	mu     sync.Mutex
-	offset time.Duration
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.offset)
-}
-
-func (c *clock) set(d time.Duration) {
-	c.mu.Lock()
-	c.offset = d
-	c.mu.Unlock()
-}
-
 // env is an emulator serving a private bucket on 127.0.0.1.
 type env struct {
 	e     *ossemu.Emulator
 	addr  string
-	clock *clock
-	logs  *logSink
+	clock *testkit.Clock
+	logs  *testkit.Buffer
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	c := &clock{}
+	c := &testkit.Clock{}
 	e := ossemu.New(ossemu.Options{Region: testRegion, Now: c.Now})
 	e.AddCredential(testAK, testSK, "")
 	e.CreateBucket(testBucket, ossemu.Private)
@@ -79,7 +60,7 @@ func newEnv(t *testing.T) *env {
 	}
 	srv := e.Serve(ln)
 	t.Cleanup(func() { _ = srv.Close() })
-	return &env{e: e, addr: ln.Addr().String(), clock: c, logs: &logSink{}}
+	return &env{e: e, addr: ln.Addr().String(), clock: c, logs: &testkit.Buffer{}}
 }
 
 // newClient is an SDK client for the emulator at addr, built like the
@@ -119,25 +100,6 @@ func (v *env) object(t *testing.T, name string) []byte {
 		t.Fatalf("object %q missing", name)
 	}
 	return b
-}
-
-// logSink collects log output; safe for concurrent use and for writes
-// after the test ended (refreshers may log late).
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // certmagicTree is a storage tree shaped like certmagic's, with names that
