@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"sync/atomic"
@@ -38,23 +37,22 @@ func (p *progressReader) Read(b []byte) (int, error) {
 
 func (p *progressReader) Close() error { return p.r.Close() }
 
-// stallGuard cancels an upstream request whose body makes no progress for
-// d: OSS (or the network) going silent mid-body would otherwise hold the
-// client forever. The cancellation surfaces as a read error, which the
-// mid-stream resume then repairs.
+// stallGuard ends an upstream body that makes no progress for d: OSS (or
+// the network) going silent mid-body would otherwise hold the client
+// forever. It closes the body under the blocked read, which then fails with
+// errUpstreamStalled, and the mid-stream resume repairs that.
 type stallGuard struct {
 	body    io.ReadCloser
 	timer   *time.Timer
 	d       time.Duration
-	cancel  context.CancelFunc
 	stalled atomic.Bool
 }
 
-func newStallGuard(body io.ReadCloser, d time.Duration, cancel context.CancelFunc) *stallGuard {
-	g := &stallGuard{body: body, d: d, cancel: cancel}
+func newStallGuard(body io.ReadCloser, d time.Duration) *stallGuard {
+	g := &stallGuard{body: body, d: d}
 	g.timer = time.AfterFunc(d, func() {
 		g.stalled.Store(true)
-		cancel()
+		_ = body.Close() // bodies may be closed while a Read is blocked
 	})
 	return g
 }
@@ -72,9 +70,7 @@ func (g *stallGuard) Read(b []byte) (int, error) {
 
 func (g *stallGuard) Close() error {
 	g.timer.Stop()
-	err := g.body.Close()
-	g.cancel()
-	return err
+	return g.body.Close()
 }
 
 type stalledError struct{}

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -107,14 +106,11 @@ func (h *Handler) roundTrip(r *http.Request, x *exchange, up *upstream, method, 
 			return nil, errNoCredentials
 		}
 	}
-	ctx, cancel := context.WithCancel(r.Context())
-	out = out.WithContext(ctx)
 	t0 := time.Now()
 	resp, err := h.opts.Transport.RoundTrip(out)
 	x.upstreamWait = time.Since(t0)
 	s.metrics.upstreamDuration(up.label).Observe(x.upstreamWait.Seconds())
 	if err != nil {
-		cancel()
 		h.opts.Metrics.Upstream.WithLabelValues(s.name, up.label, "0").Inc()
 		x.err = err
 		switch {
@@ -130,24 +126,17 @@ func (h *Handler) roundTrip(r *http.Request, x *exchange, up *upstream, method, 
 	up.health.answered(t0)
 	x.err = nil // a failure a retry cured is in the retry metrics, not an error
 	x.upstreamID = resp.Header.Get("X-Oss-Request-Id")
-	if d := x.st.upstreamStall; d > 0 {
-		resp.Body = newStallGuard(resp.Body, d, cancel)
-	} else {
-		resp.Body = &cancelOnClose{resp.Body, cancel}
+	if d := x.st.upstreamStall; d > 0 && !inMemory(resp.Body) {
+		resp.Body = newStallGuard(resp.Body, d)
 	}
 	return resp, nil
 }
 
-// cancelOnClose releases a request's context with its body.
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (c *cancelOnClose) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
-	return err
+// inMemory reports a body that arrived whole with its headers, which no
+// stall can hold up.
+func inMemory(body io.ReadCloser) bool {
+	b, ok := body.(*upBody)
+	return ok && b.inMemory
 }
 
 // outgoing builds the request to OSS: addressed to up, carrying the client's
@@ -178,7 +167,7 @@ func (h *Handler) outgoing(r *http.Request, s *site, up *upstream, x *exchange, 
 		hdr["User-Agent"] = []string{""} // no Go default in OSS logs
 	}
 
-	out := &http.Request{
+	out := (&http.Request{
 		Method: method,
 		URL: &url.URL{
 			Scheme:   up.scheme,
@@ -191,7 +180,7 @@ func (h *Handler) outgoing(r *http.Request, s *site, up *upstream, x *exchange, 
 		ProtoMinor: 1,
 		Header:     hdr,
 		Host:       up.host,
-	}
+	}).WithContext(r.Context()) // the client leaving ends the exchange
 	if withBody && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
 		var body io.ReadCloser = r.Body
 		if d := x.st.progressTimeout; d > 0 {

@@ -57,6 +57,9 @@ var errStaleConn = errors.New("idle connection closed by OSS")
 // streaming from the connection. Cancelling req's context aborts the
 // exchange at any point, the body included.
 func (c *upstreamClient) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := req.Context().Err(); err != nil {
+		return nil, err
+	}
 	key := req.URL.Scheme + "://" + req.URL.Host
 	for {
 		conn, err := c.getConn(req.Context(), req.URL.Scheme, req.URL.Host, key)
@@ -71,12 +74,27 @@ func (c *upstreamClient) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// cancelCheck is how long an exchange waits for OSS's headers before it
+// starts watching the request's context. Nearly every answer arrives well
+// within it and so costs no context registration (a child in the server's
+// request context, a goroutine on cancel); a client that leaves while OSS is
+// slow still stops the wait within this much time.
+const cancelCheck = 100 * time.Millisecond
+
 // exchange writes req on conn and reads the response headers.
 func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	stop := context.AfterFunc(ctx, func() { _ = conn.nc.SetDeadline(aLongTimeAgo) })
+	var stop func() bool
+	watch := func() {
+		stop = context.AfterFunc(ctx, func() { _ = conn.nc.SetDeadline(aLongTimeAgo) })
+	}
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	if hasBody {
+		watch() // an upload can wait on OSS for as long as the client sends
+	}
+	release := func() bool { return stop == nil || stop() }
 	fail := func(err error) (*http.Response, error) {
-		stop()
+		release()
 		conn.nc.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -84,7 +102,7 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 		return nil, err
 	}
 	if err := writeRequest(conn.bw, req); err != nil {
-		if conn.reused && req.Body == nil {
+		if conn.reused && !hasBody {
 			return fail(fmt.Errorf("%w: %v", errStaleConn, err))
 		}
 		// OSS may have answered (a 403, say) and closed before taking the
@@ -92,17 +110,34 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 		_ = conn.nc.SetReadDeadline(time.Now().Add(time.Second))
 		if resp, rerr := http.ReadResponse(conn.br, req); rerr == nil {
 			_ = conn.nc.SetReadDeadline(time.Time{})
-			resp.Body = &upBody{c: c, conn: conn, body: resp.Body, stop: stop}
+			resp.Body = &upBody{c: c, conn: conn, body: resp.Body, stop: release}
 			return resp, nil
 		}
 		return fail(err)
 	}
+	now := time.Now()
+	var deadline time.Time // zero: no header timeout
 	if c.headerTimeout > 0 {
-		_ = conn.nc.SetReadDeadline(time.Now().Add(c.headerTimeout))
+		deadline = now.Add(c.headerTimeout)
 	}
+	first := deadline
+	if stop == nil && (deadline.IsZero() || c.headerTimeout > cancelCheck) {
+		first = now.Add(cancelCheck)
+	}
+	_ = conn.nc.SetReadDeadline(first)
 	// Peek first, so a connection OSS closed while idle (EOF or reset with
 	// nothing read) is told apart from a failure mid-response.
-	if _, err := conn.br.Peek(1); err != nil {
+	_, err := conn.br.Peek(1)
+	if err != nil && stop == nil && !first.Equal(deadline) && isTimeout(err) {
+		// OSS is taking its time: from here on the client leaving ends it.
+		if ctx.Err() != nil {
+			return fail(ctx.Err())
+		}
+		_ = conn.nc.SetReadDeadline(deadline) // before watch, whose cancel must win
+		watch()
+		_, err = conn.br.Peek(1)
+	}
+	if err != nil {
 		if conn.reused && isConnClosed(err) {
 			return fail(fmt.Errorf("%w: %v", errStaleConn, err))
 		}
@@ -112,19 +147,21 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 	if err != nil {
 		return fail(err)
 	}
-	if c.headerTimeout > 0 {
-		_ = conn.nc.SetReadDeadline(time.Time{})
-	}
+	_ = conn.nc.SetReadDeadline(time.Time{})
 	keep := !resp.Close && !req.Close
 	if resp.Body == http.NoBody { // HEAD, 204, 304: the exchange is over
-		if stop() && keep {
+		if release() && keep {
 			c.putConn(conn)
 		} else {
 			conn.nc.Close()
 		}
 		return resp, nil
 	}
-	resp.Body = &upBody{c: c, conn: conn, body: resp.Body, stop: stop, keep: keep}
+	b := &upBody{c: c, conn: conn, body: resp.Body, stop: release, keep: keep}
+	if resp.ContentLength >= 0 && len(resp.TransferEncoding) == 0 && int64(conn.br.Buffered()) >= resp.ContentLength {
+		b.inMemory = true
+	}
+	resp.Body = b
 	return resp, nil
 }
 
@@ -217,11 +254,14 @@ type upBody struct {
 	c    *upstreamClient
 	conn *upConn
 	body io.ReadCloser
-	stop func() bool
-	keep bool // the connection may be reused once the body is read
-	eof  atomic.Bool
-	done bool
-	mu   sync.Mutex // Close may race a Read (the stall guard closes from a timer)
+	stop func() bool // stops watching the context; false if it already fired
+	keep bool        // the connection may be reused once the body is read
+	// inMemory says the whole body was already read off the connection
+	// with the headers: reading it cannot stall.
+	inMemory bool
+	eof      atomic.Bool
+	done     bool
+	mu       sync.Mutex // Close may race a Read (the stall guard closes from a timer)
 }
 
 func (b *upBody) Read(p []byte) (int, error) {
