@@ -108,7 +108,7 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 		// OSS may have answered (a 403, say) and closed before taking the
 		// whole body: that answer is worth more than the write error.
 		_ = conn.nc.SetReadDeadline(time.Now().Add(time.Second))
-		if resp, rerr := http.ReadResponse(conn.br, req); rerr == nil {
+		if resp, rerr := readResponse(conn.br, req); rerr == nil {
 			_ = conn.nc.SetReadDeadline(time.Time{})
 			resp.Body = &upBody{c: c, conn: conn, body: resp.Body, stop: release}
 			return resp, nil
@@ -143,7 +143,7 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 		}
 		return fail(err)
 	}
-	resp, err := http.ReadResponse(conn.br, req)
+	resp, err := readResponse(conn.br, req)
 	if err != nil {
 		return fail(err)
 	}
