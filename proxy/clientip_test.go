@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/http"
 	"net/netip"
 	"testing"
 )
@@ -32,5 +33,30 @@ func TestClientIP(t *testing.T) {
 				t.Fatalf("clientIP = %v, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestForwardedFor(t *testing.T) {
+	trusted := trustedSet{netip.MustParsePrefix("10.0.0.0/8")}
+	for _, tc := range []struct {
+		remote string
+		prior  []string
+		want   string
+	}{
+		{"192.0.2.1:5678", nil, "192.0.2.1"},
+		{"192.0.2.1:5678", []string{"203.0.113.9"}, "192.0.2.1"}, // untrusted peer: its claim is dropped
+		{"[2001:db8::1]:443", nil, "2001:db8::1"},
+		{"[::ffff:192.0.2.1]:443", nil, "192.0.2.1"},
+		{"10.1.2.3:80", []string{"203.0.113.9", "198.51.100.1"}, "203.0.113.9, 198.51.100.1, 10.1.2.3"},
+		{"10.1.2.3:80", nil, "10.1.2.3"},
+		{"garbage", nil, ""},
+	} {
+		r := &http.Request{RemoteAddr: tc.remote, Header: http.Header{}}
+		if tc.prior != nil {
+			r.Header["X-Forwarded-For"] = tc.prior
+		}
+		if got := forwardedFor(r, trusted); got != tc.want {
+			t.Errorf("forwardedFor(%q, %q) = %q, want %q", tc.remote, tc.prior, got, tc.want)
+		}
 	}
 }

@@ -73,7 +73,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, x *exchange) (
 	if s.egressBytesPerSec > 0 {
 		dst = newEgressWriter(r.Context(), dst, s.egressBytesPerSec)
 	}
-	n, err := copyBody(dst, resp.Body)
+	n, err := h.sendBody(r, x, dst, resp.Body)
 	if err != nil && !errors.Is(err, errClientWrite) && r.Context().Err() == nil {
 		if sp, ok := resumable(r.Method, resp); ok {
 			var more int64
@@ -198,6 +198,9 @@ func forwardedFor(r *http.Request, trusted trustedSet) string {
 	peer := parseRemoteAddr(r.RemoteAddr)
 	prior := r.Header["X-Forwarded-For"]
 	if len(prior) == 0 || !peer.IsValid() || !trusted.contains(peer) {
+		if host, _, ok := strings.Cut(r.RemoteAddr, ":"); ok && peer.Is4() && !strings.Contains(r.RemoteAddr[len(host)+1:], ":") {
+			return host // "1.2.3.4:5678" already spells the peer: no allocation
+		}
 		return addrString(peer)
 	}
 	return strings.Join(prior, ", ") + ", " + peer.String()

@@ -93,7 +93,7 @@ func (h *Handler) resume(r *http.Request, x *exchange, dst io.Writer, sp resumeS
 			discard(resp)
 			return added, errObjectChanged
 		}
-		n, err := copyBody(dst, resp.Body)
+		n, err := h.sendBody(r, x, dst, resp.Body)
 		resp.Body.Close()
 		added += n
 		if err == nil {

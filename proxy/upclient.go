@@ -84,36 +84,24 @@ const cancelCheck = 100 * time.Millisecond
 // exchange writes req on conn and reads the response headers.
 func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	var stop func() bool
-	watch := func() {
-		stop = context.AfterFunc(ctx, func() { _ = conn.nc.SetDeadline(aLongTimeAgo) })
-	}
+	var stop func() bool // set once the context is watched
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	if hasBody {
-		watch() // an upload can wait on OSS for as long as the client sends
-	}
-	release := func() bool { return stop == nil || stop() }
-	fail := func(err error) (*http.Response, error) {
-		release()
-		conn.nc.Close()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, err
+		stop = conn.watch(ctx) // an upload can wait on OSS for as long as the client sends
 	}
 	if err := writeRequest(conn.bw, req); err != nil {
 		if conn.reused && !hasBody {
-			return fail(fmt.Errorf("%w: %v", errStaleConn, err))
+			return conn.fail(ctx, stop, fmt.Errorf("%w: %v", errStaleConn, err))
 		}
 		// OSS may have answered (a 403, say) and closed before taking the
 		// whole body: that answer is worth more than the write error.
 		_ = conn.nc.SetReadDeadline(time.Now().Add(time.Second))
 		if resp, rerr := readResponse(conn.br, req); rerr == nil {
 			_ = conn.nc.SetReadDeadline(time.Time{})
-			resp.Body = &upBody{c: c, conn: conn, body: resp.Body, stop: release}
+			resp.Body = &upBody{c: c, conn: conn, body: resp.Body, stop: stop}
 			return resp, nil
 		}
-		return fail(err)
+		return conn.fail(ctx, stop, err)
 	}
 	now := time.Now()
 	var deadline time.Time // zero: no header timeout
@@ -131,38 +119,58 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 	if err != nil && stop == nil && !first.Equal(deadline) && isTimeout(err) {
 		// OSS is taking its time: from here on the client leaving ends it.
 		if ctx.Err() != nil {
-			return fail(ctx.Err())
+			return conn.fail(ctx, stop, ctx.Err())
 		}
 		_ = conn.nc.SetReadDeadline(deadline) // before watch, whose cancel must win
-		watch()
+		stop = conn.watch(ctx)
 		_, err = conn.br.Peek(1)
 	}
 	if err != nil {
 		if conn.reused && isConnClosed(err) {
-			return fail(fmt.Errorf("%w: %v", errStaleConn, err))
+			return conn.fail(ctx, stop, fmt.Errorf("%w: %v", errStaleConn, err))
 		}
-		return fail(err)
+		return conn.fail(ctx, stop, err)
 	}
 	resp, err := readResponse(conn.br, req)
 	if err != nil {
-		return fail(err)
+		return conn.fail(ctx, stop, err)
 	}
 	_ = conn.nc.SetReadDeadline(time.Time{})
 	keep := !resp.Close && !req.Close
 	if resp.Body == http.NoBody { // HEAD, 204, 304: the exchange is over
-		if release() && keep {
+		if unwatch(stop) && keep {
 			c.putConn(conn)
 		} else {
 			conn.nc.Close()
 		}
 		return resp, nil
 	}
-	b := &upBody{c: c, conn: conn, body: resp.Body, stop: release, keep: keep}
+	b := &upBody{c: c, conn: conn, body: resp.Body, stop: stop, keep: keep}
 	if resp.ContentLength >= 0 && len(resp.TransferEncoding) == 0 && int64(conn.br.Buffered()) >= resp.ContentLength {
 		b.inMemory = true
 	}
 	resp.Body = b
 	return resp, nil
+}
+
+// watch aborts conn's IO once ctx ends; the returned stop ends the watch.
+func (conn *upConn) watch(ctx context.Context) (stop func() bool) {
+	return context.AfterFunc(ctx, func() { _ = conn.nc.SetDeadline(aLongTimeAgo) })
+}
+
+// unwatch stops a watch, if there is one, and reports whether the
+// connection is still usable (the context had not ended it).
+func unwatch(stop func() bool) bool { return stop == nil || stop() }
+
+// fail ends an exchange that went wrong: the connection is closed, and a
+// context that ended is the reason given.
+func (conn *upConn) fail(ctx context.Context, stop func() bool, err error) (*http.Response, error) {
+	unwatch(stop)
+	conn.nc.Close()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return nil, err
 }
 
 // aLongTimeAgo is a deadline that has passed: setting it aborts blocked IO.
@@ -254,7 +262,7 @@ type upBody struct {
 	c    *upstreamClient
 	conn *upConn
 	body io.ReadCloser
-	stop func() bool // stops watching the context; false if it already fired
+	stop func() bool // stops watching the context (nil: not watched); false if it already fired
 	keep bool        // the connection may be reused once the body is read
 	// inMemory says the whole body was already read off the connection
 	// with the headers: reading it cannot stall.
@@ -281,8 +289,7 @@ func (b *upBody) Close() error {
 		return nil
 	}
 	b.done = true
-	stopped := b.stop()
-	if b.eof.Load() && b.keep && stopped {
+	if unwatch(b.stop) && b.eof.Load() && b.keep {
 		b.c.putConn(b.conn)
 		return nil
 	}
