@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss/credentials"
 
@@ -19,7 +20,7 @@ func BenchmarkSign(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		req, _ := http.NewRequest("GET", "http://bkt.oss-cn-hangzhou.aliyuncs.com/images/photo.jpg", nil)
-		if err := signRequest(context.Background(), req, "bkt", "images/photo.jpg", "cn-hangzhou", &cred); err != nil {
+		if err := signRequest(context.Background(), req, "bkt", "images/photo.jpg", "cn-hangzhou", &cred, time.Now()); err != nil {
 			b.Fatal(err)
 		}
 	}

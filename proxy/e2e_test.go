@@ -336,6 +336,29 @@ func TestPrivateGetIsSignedAndVerified(t *testing.T) {
 	}
 }
 
+// TestHotPrivateObjectSignaturesVerify proves requests for a hot object,
+// which the signature cache answers after the first, are each accepted by
+// OSS (the emulator verifies V4 on every request). TestSignCache proves
+// the hits.
+func TestHotPrivateObjectSignaturesVerify(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	const n = 20
+	for i := 0; i < n; i++ {
+		if resp := e.do("GET", "prv.test", "/secret.txt", nil, nil); readBody(t, resp) != "hello private" {
+			t.Fatalf("request %d: %d", i, resp.StatusCode)
+		}
+	}
+	reqs := e.emu.Requests()
+	for _, r := range reqs {
+		if !r.Signed {
+			t.Fatal("a request reached OSS without a verified signature")
+		}
+	}
+	if len(reqs) != n {
+		t.Fatalf("%d upstream requests for %d client requests", len(reqs), n)
+	}
+}
+
 func TestPrivateKeysNeedingEscapes(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	for _, key := range []string{"a b+c.txt", "dir/你好 (1).jpg", "q=1&x;y.txt", "~tilde*star'quote.txt"} {

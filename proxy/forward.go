@@ -99,7 +99,7 @@ func (h *Handler) roundTrip(r *http.Request, x *exchange, up *upstream, method, 
 	if s.private {
 		cred, err := resolveCredentials(r.Context(), h.opts.Credentials)
 		if err == nil {
-			err = signRequest(r.Context(), out, s.bucket, key, s.region, &cred)
+			err = s.signatures.sign(r.Context(), out, s.bucket, key, s.region, &cred, time.Now())
 		}
 		if err != nil {
 			x.err = err

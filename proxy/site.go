@@ -33,6 +33,7 @@ type site struct {
 	disposition       *dispositionPolicy
 	website           websitePolicy
 	retry             *retryPolicy
+	signatures        signCache // private sites
 }
 
 // maxIPLimiters bounds the per-client-IP limiter table of a site.
