@@ -111,7 +111,7 @@ func (h *Handler) roundTrip(r *http.Request, x *exchange, up *upstream, method, 
 	x.upstreamWait = time.Since(t0)
 	s.metrics.upstreamDuration(up.label).Observe(x.upstreamWait.Seconds())
 	if err != nil {
-		h.opts.Metrics.Upstream.WithLabelValues(s.name, up.label, "0").Inc()
+		s.metrics.upstream(up.label, 0).Inc()
 		x.err = err
 		switch {
 		case r.Context().Err() != nil:
@@ -122,7 +122,7 @@ func (h *Handler) roundTrip(r *http.Request, x *exchange, up *upstream, method, 
 			return nil, errBadGateway
 		}
 	}
-	h.opts.Metrics.Upstream.WithLabelValues(s.name, up.label, codeLabel(resp.StatusCode)).Inc()
+	s.metrics.upstream(up.label, resp.StatusCode).Inc()
 	up.health.answered(t0)
 	x.err = nil // a failure a retry cured is in the retry metrics, not an error
 	x.upstreamID = resp.Header.Get("X-Oss-Request-Id")

@@ -335,7 +335,7 @@ func (h *Handler) finish(r *http.Request, x *exchange) {
 		m.RequestDuration.WithLabelValues("unknown", method).Observe(elapsed.Seconds())
 	} else {
 		sm := &x.site.metrics
-		m.Requests.WithLabelValues(x.site.name, method, codeLabel(x.status)).Inc()
+		sm.request(r.Method, x.status).Inc()
 		sm.duration(method).Observe(elapsed.Seconds())
 		if x.bytesOut > 0 {
 			sm.bytesOut.Add(float64(x.bytesOut))

@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -122,6 +123,62 @@ type siteMetrics struct {
 	name          string
 	upPrimaryDur  prometheus.Observer
 	upFallbackDur prometheus.Observer
+
+	// The counters of the commonest label sets, each resolved on its first
+	// use (so /metrics only shows series that happened).
+	hotRequests *[8]atomic.Pointer[prometheus.Counter] // GET, HEAD x hotCodes
+	hotUpstream *[8]atomic.Pointer[prometheus.Counter] // primary, fallback x hotCodes
+}
+
+// hotIndex places a status code among the commonest answers to GET and HEAD:
+// 200, 206, 304 and 404; -1 for the rest.
+func hotIndex(code int) int {
+	switch code {
+	case 200:
+		return 0
+	case 206:
+		return 1
+	case 304:
+		return 2
+	case 404:
+		return 3
+	}
+	return -1
+}
+
+// hotCounter returns slot i of hot, resolving it with resolve the first time.
+func hotCounter(hot *[8]atomic.Pointer[prometheus.Counter], i int, resolve func() prometheus.Counter) prometheus.Counter {
+	if c := hot[i].Load(); c != nil {
+		return *c
+	}
+	c := resolve()
+	hot[i].Store(&c)
+	return c
+}
+
+// request is the gateway_requests_total series for one answer.
+func (sm *siteMetrics) request(method string, code int) prometheus.Counter {
+	i := hotIndex(code)
+	switch {
+	case i < 0:
+	case method == "GET":
+		return hotCounter(sm.hotRequests, i, func() prometheus.Counter { return sm.m.Requests.WithLabelValues(sm.name, "GET", codeLabel(code)) })
+	case method == "HEAD":
+		return hotCounter(sm.hotRequests, 4+i, func() prometheus.Counter { return sm.m.Requests.WithLabelValues(sm.name, "HEAD", codeLabel(code)) })
+	}
+	return sm.m.Requests.WithLabelValues(sm.name, methodLabel(method), codeLabel(code))
+}
+
+// upstream is the gateway_upstream_requests_total series for one answer
+// from OSS (code 0: none).
+func (sm *siteMetrics) upstream(endpoint string, code int) prometheus.Counter {
+	if i := hotIndex(code); i >= 0 {
+		if endpoint == "fallback" {
+			i += 4
+		}
+		return hotCounter(sm.hotUpstream, i, func() prometheus.Counter { return sm.m.Upstream.WithLabelValues(sm.name, endpoint, codeLabel(code)) })
+	}
+	return sm.m.Upstream.WithLabelValues(sm.name, endpoint, codeLabel(code))
 }
 
 func newSiteMetrics(m *Metrics, name string) siteMetrics {
@@ -135,6 +192,8 @@ func newSiteMetrics(m *Metrics, name string) siteMetrics {
 		name:          name,
 		upPrimaryDur:  m.UpstreamDuration.WithLabelValues(name, "primary"),
 		upFallbackDur: m.UpstreamDuration.WithLabelValues(name, "fallback"),
+		hotRequests:   new([8]atomic.Pointer[prometheus.Counter]),
+		hotUpstream:   new([8]atomic.Pointer[prometheus.Counter]),
 	}
 }
 
