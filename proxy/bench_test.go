@@ -45,27 +45,7 @@ func (f fixedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func BenchmarkHandler(b *testing.B) {
 	for _, access := range []string{"public", "private"} {
 		b.Run(access, func(b *testing.B) {
-			cfg, err := config.Parse("bench.toml", []byte(`
-[server]
-https_listen = ""
-[[site]]
-name = "img"
-domains = ["img.example.com"]
-bucket = "bkt"
-region = "cn-hangzhou"
-access = "`+access+`"
-tls = "off"
-`))
-			if err != nil {
-				b.Fatal(err)
-			}
-			h, err := New(cfg, Options{
-				Transport:   fixedTransport{body: strings.Repeat("x", 1024)},
-				Credentials: credentials.NewStaticCredentialsProvider("LTAIbench", "secret"),
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
+			h := benchHandler(b, access)
 			req := httptest.NewRequest("GET", "http://img.example.com/images/photo.jpg", nil)
 			req.RemoteAddr = "203.0.113.9:4567"
 			b.ReportAllocs()
@@ -78,6 +58,54 @@ tls = "off"
 			}
 		})
 	}
+}
+
+// BenchmarkHandlerParallel runs BenchmarkHandler's requests from every P at
+// once. With -cpu 1,2 it shows whether the request path scales across cores
+// (no lock or shared counter that serialises requests): ns/op should halve.
+func BenchmarkHandlerParallel(b *testing.B) {
+	for _, access := range []string{"public", "private"} {
+		b.Run(access, func(b *testing.B) {
+			h := benchHandler(b, access)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				req := httptest.NewRequest("GET", "http://img.example.com/images/photo.jpg", nil)
+				req.RemoteAddr = "203.0.113.9:4567"
+				for pb.Next() {
+					w := httptest.NewRecorder()
+					h.ServeHTTP(w, req)
+					if w.Code != 200 {
+						b.Fatal(w.Code)
+					}
+				}
+			})
+		})
+	}
+}
+
+func benchHandler(b *testing.B, access string) *Handler {
+	cfg, err := config.Parse("bench.toml", []byte(`
+[server]
+https_listen = ""
+[[site]]
+name = "img"
+domains = ["img.example.com"]
+bucket = "bkt"
+region = "cn-hangzhou"
+access = "`+access+`"
+tls = "off"
+`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := New(cfg, Options{
+		Transport:   fixedTransport{body: strings.Repeat("x", 1024)},
+		Credentials: credentials.NewStaticCredentialsProvider("LTAIbench", "secret"),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return h
 }
 
 // BenchmarkPolicy is the policy work of a request that passes every rule of

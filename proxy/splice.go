@@ -83,8 +83,8 @@ func spliceSource(body io.ReadCloser) (*upBody, *stallGuard) {
 // either has body bytes waiting or times out at once; a broken one, or one
 // the stall guard closed, reports EOF, a reset or its closing.
 func (b *upBody) dead() bool {
-	_ = b.conn.nc.SetReadDeadline(aLongTimeAgo)
+	b.conn.setReadDeadline(aLongTimeAgo)
 	_, err := b.conn.br.Peek(1)
-	_ = b.conn.nc.SetReadDeadline(time.Time{})
+	b.conn.setReadDeadline(time.Time{})
 	return err != nil && !isTimeout(err)
 }

@@ -31,7 +31,7 @@ type sendResult struct {
 // spliceEnv is an upstream that serves body (cut after cutAt bytes when
 // cutAt > 0) and a gateway-like handler that fetches it with the upstream
 // client and sends it with sendBody.
-func spliceEnv(t *testing.T, body []byte, cutAt int) (gw *httptest.Server, results chan sendResult, conns func() int64) {
+func spliceEnv(t testing.TB, body []byte, cutAt int, copyOnly bool) (gw *httptest.Server, results chan sendResult, conns func() int64) {
 	t.Helper()
 	addr, nconns := rawServer(t, func(n int64, req *http.Request, w *bufio.Writer) bool {
 		w.WriteString("HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n")
@@ -43,8 +43,11 @@ func spliceEnv(t *testing.T, body []byte, cutAt int) (gw *httptest.Server, resul
 		return true
 	})
 	c := newTestClient()
-	results = make(chan sendResult, 4)
+	results = make(chan sendResult, 64)
 	gw = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if copyOnly {
+			w = struct{ http.ResponseWriter }{w} // hides ReadFrom: no splice
+		}
 		resp, err := get(t, c, addr, "GET", nil)
 		if err != nil {
 			t.Error(err)
@@ -66,7 +69,7 @@ func spliceEnv(t *testing.T, body []byte, cutAt int) (gw *httptest.Server, resul
 // splice, arrives byte for byte, and leaves its connection reusable.
 func TestSendBodySplicesWholeBodies(t *testing.T) {
 	body := pattern(3<<20 + 17)
-	gw, results, conns := spliceEnv(t, body, 0)
+	gw, results, conns := spliceEnv(t, body, 0, false)
 	for i := 0; i < 2; i++ {
 		resp, err := http.Get(gw.URL)
 		if err != nil {
@@ -93,7 +96,7 @@ func TestSendBodySplicesWholeBodies(t *testing.T) {
 func TestSendBodyTellsWhichSideBroke(t *testing.T) {
 	t.Run("upstream cut", func(t *testing.T) {
 		body := pattern(4 << 20)
-		gw, results, _ := spliceEnv(t, body, 1<<20+5)
+		gw, results, _ := spliceEnv(t, body, 1<<20+5, false)
 		resp, err := http.Get(gw.URL)
 		if err != nil {
 			t.Fatal(err)
@@ -110,7 +113,7 @@ func TestSendBodyTellsWhichSideBroke(t *testing.T) {
 	})
 	t.Run("client left", func(t *testing.T) {
 		body := pattern(64 << 20)
-		gw, results, _ := spliceEnv(t, body, 0)
+		gw, results, _ := spliceEnv(t, body, 0, false)
 		resp, err := http.Get(gw.URL)
 		if err != nil {
 			t.Fatal(err)
@@ -126,4 +129,41 @@ func TestSendBodyTellsWhichSideBroke(t *testing.T) {
 			t.Fatal("sendBody still sending 10s after the client left")
 		}
 	})
+}
+
+// BenchmarkSendBody moves a 64 MiB body from an upstream socket to a
+// client socket over loopback, by splice and by the pooled-buffer copy loop,
+// with 16 downloads at a time. Upstream, gateway and client all run in the
+// benchmark's process, so this is a comparison of the two paths, not a
+// throughput figure (bench/run.sh gives those).
+func BenchmarkSendBody(b *testing.B) {
+	body := pattern(64 << 20)
+	for _, bc := range []struct {
+		name     string
+		copyOnly bool
+	}{{"splice", false}, {"copy", true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			gw, results, _ := spliceEnv(b, body, 0, bc.copyOnly)
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				buf := make([]byte, 256<<10)
+				for pb.Next() {
+					resp, err := client.Get(gw.URL)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					n, _ := io.CopyBuffer(io.Discard, struct{ io.Reader }{resp.Body}, buf)
+					resp.Body.Close()
+					if res := <-results; res.err != nil || n != int64(len(body)) {
+						b.Errorf("%+v, client read %d", res, n)
+						return
+					}
+				}
+			})
+		})
+	}
 }

@@ -44,6 +44,19 @@ type upConn struct {
 	bw     *bufio.Writer
 	idleAt time.Time
 	reused bool
+	// readDeadline is the read deadline set on nc. The one left after
+	// headers whose body came with them is kept: the next exchange either
+	// reuses it or replaces it before reading.
+	readDeadline time.Time
+}
+
+// setReadDeadline sets nc's read deadline, unless it is set to t already.
+func (conn *upConn) setReadDeadline(t time.Time) {
+	if t.Equal(conn.readDeadline) {
+		return
+	}
+	conn.readDeadline = t
+	_ = conn.nc.SetReadDeadline(t)
 }
 
 var _ http.RoundTripper = (*upstreamClient)(nil)
@@ -95,9 +108,9 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 		}
 		// OSS may have answered (a 403, say) and closed before taking the
 		// whole body: that answer is worth more than the write error.
-		_ = conn.nc.SetReadDeadline(time.Now().Add(time.Second))
+		conn.setReadDeadline(time.Now().Add(time.Second))
 		if resp, rerr := readResponse(conn.br, req); rerr == nil {
-			_ = conn.nc.SetReadDeadline(time.Time{})
+			conn.setReadDeadline(time.Time{})
 			resp.Body = &upBody{c: c, conn: conn, body: resp.Body, stop: stop}
 			return resp, nil
 		}
@@ -111,8 +124,15 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 	first := deadline
 	if stop == nil && (deadline.IsZero() || c.headerTimeout > cancelCheck) {
 		first = now.Add(cancelCheck)
+		// A busy connection still has the check deadline of its last
+		// exchange, a few milliseconds old: keep it rather than pay for a
+		// timer update. Expiring a little early only brings the context
+		// check forward.
+		if conn.readDeadline.After(now.Add(cancelCheck/2)) && !conn.readDeadline.After(first) {
+			first = conn.readDeadline
+		}
 	}
-	_ = conn.nc.SetReadDeadline(first)
+	conn.setReadDeadline(first)
 	// Peek first, so a connection OSS closed while idle (EOF or reset with
 	// nothing read) is told apart from a failure mid-response.
 	_, err := conn.br.Peek(1)
@@ -121,7 +141,7 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 		if ctx.Err() != nil {
 			return conn.fail(ctx, stop, ctx.Err())
 		}
-		_ = conn.nc.SetReadDeadline(deadline) // before watch, whose cancel must win
+		conn.setReadDeadline(deadline) // before watch, whose cancel must win
 		stop = conn.watch(ctx)
 		_, err = conn.br.Peek(1)
 	}
@@ -135,7 +155,10 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 	if err != nil {
 		return conn.fail(ctx, stop, err)
 	}
-	_ = conn.nc.SetReadDeadline(time.Time{})
+	inMemory := resp.ContentLength >= 0 && len(resp.TransferEncoding) == 0 && int64(conn.br.Buffered()) >= resp.ContentLength
+	if resp.Body != http.NoBody && !inMemory {
+		conn.setReadDeadline(time.Time{}) // the body is read off the connection: no deadline
+	}
 	keep := !resp.Close && !req.Close
 	if resp.Body == http.NoBody { // HEAD, 204, 304: the exchange is over
 		if unwatch(stop) && keep {
@@ -145,11 +168,7 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 		}
 		return resp, nil
 	}
-	b := &upBody{c: c, conn: conn, body: resp.Body, stop: stop, keep: keep}
-	if resp.ContentLength >= 0 && len(resp.TransferEncoding) == 0 && int64(conn.br.Buffered()) >= resp.ContentLength {
-		b.inMemory = true
-	}
-	resp.Body = b
+	resp.Body = &upBody{c: c, conn: conn, body: resp.Body, stop: stop, keep: keep, inMemory: inMemory}
 	return resp, nil
 }
 

@@ -14,7 +14,7 @@ import (
 
 // rawServer answers each request on a connection with handle, which
 // writes a raw HTTP response and says whether to keep the connection.
-func rawServer(t *testing.T, handle func(n int64, req *http.Request, w *bufio.Writer) (keep bool)) (addr string, conns *atomic.Int64) {
+func rawServer(t testing.TB, handle func(n int64, req *http.Request, w *bufio.Writer) (keep bool)) (addr string, conns *atomic.Int64) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -55,7 +55,7 @@ func newTestClient() *upstreamClient {
 	return NewTransport(TransportOptions{DialTimeout: time.Second, HeaderTimeout: time.Second}).(*upstreamClient)
 }
 
-func get(t *testing.T, c *upstreamClient, addr, method string, body io.Reader) (*http.Response, error) {
+func get(t testing.TB, c *upstreamClient, addr, method string, body io.Reader) (*http.Response, error) {
 	t.Helper()
 	req, _ := http.NewRequest(method, "http://"+addr+"/k", body)
 	req.Host = "bucket." + addr
@@ -179,5 +179,42 @@ func TestUpstreamClientChunkedUpload(t *testing.T) {
 	resp.Body.Close()
 	if got.Load() != "chunked:abcdefg" {
 		t.Fatalf("server saw %v", got.Load())
+	}
+}
+
+// TestUpstreamClientReusedDeadline proves the read deadline a connection
+// keeps from its last exchange only brings the context check forward: on
+// the reused connection an answer after 300 ms still arrives, and the
+// header timeout still ends a longer wait at 1 s, not at the old deadline.
+func TestUpstreamClientReusedDeadline(t *testing.T) {
+	addr, conns := rawServer(t, func(n int64, req *http.Request, w *bufio.Writer) bool {
+		switch n {
+		case 2:
+			time.Sleep(300 * time.Millisecond)
+		case 3:
+			time.Sleep(1500 * time.Millisecond)
+		}
+		w.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return true
+	})
+	c := newTestClient()
+	for i, want := range []string{"ok", "ok"} {
+		resp, err := get(t, c, addr, "GET", nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != want {
+			t.Fatalf("request %d: %q", i+1, b)
+		}
+	}
+	start := time.Now()
+	_, err := get(t, c, addr, "GET", nil)
+	if d := time.Since(start); !isTimeout(err) || d < 900*time.Millisecond || d > 1400*time.Millisecond {
+		t.Fatalf("third request: %v after %s, want the 1s header timeout", err, d)
+	}
+	if conns.Load() != 1 {
+		t.Fatalf("%d connections, want the first one reused", conns.Load())
 	}
 }
