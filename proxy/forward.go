@@ -126,7 +126,7 @@ func (h *Handler) roundTrip(r *http.Request, x *exchange, up *upstream, method, 
 	up.health.answered(t0)
 	x.err = nil // a failure a retry cured is in the retry metrics, not an error
 	x.upstreamID = resp.Header.Get("X-Oss-Request-Id")
-	if d := x.st.upstreamStall; d > 0 && !inMemory(resp.Body) {
+	if d := x.st.upstreamStall; d > 0 && resp.Body != http.NoBody && !inMemory(resp.Body) {
 		resp.Body = newStallGuard(resp.Body, d)
 	}
 	return resp, nil
