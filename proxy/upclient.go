@@ -151,6 +151,14 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 		}
 		return conn.fail(ctx, stop, err)
 	}
+	if !conn.readDeadline.Equal(deadline) && !headBuffered(conn.br) {
+		// The head is coming in pieces: the rest of it gets the whole
+		// header timeout, watched like a slow answer.
+		conn.setReadDeadline(deadline)
+		if stop == nil {
+			stop = conn.watch(ctx)
+		}
+	}
 	resp, err := readResponse(conn.br, req)
 	if err != nil {
 		return conn.fail(ctx, stop, err)

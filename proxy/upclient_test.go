@@ -218,3 +218,28 @@ func TestUpstreamClientReusedDeadline(t *testing.T) {
 		t.Fatalf("%d connections, want the first one reused", conns.Load())
 	}
 }
+
+// TestUpstreamClientSlowHead proves a head that arrives in pieces, with a
+// pause longer than the context check between them, is waited for up to
+// the header timeout, not cut at the check.
+func TestUpstreamClientSlowHead(t *testing.T) {
+	addr, _ := rawServer(t, func(n int64, req *http.Request, w *bufio.Writer) bool {
+		w.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n")
+		w.Flush()
+		time.Sleep(3 * cancelCheck)
+		w.WriteString("X-Oss-Request-Id: slow\r\n\r\nok")
+		return true
+	})
+	c := newTestClient()
+	for i := 0; i < 2; i++ { // fresh, then reused with the old check deadline
+		resp, err := get(t, c, addr, "GET", nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "ok" || resp.Header.Get("X-Oss-Request-Id") != "slow" {
+			t.Fatalf("request %d: %q %v", i+1, b, resp.Header)
+		}
+	}
+}

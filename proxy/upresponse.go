@@ -147,6 +147,13 @@ func headLen(br *bufio.Reader) (int, bool) {
 	}
 }
 
+// headBuffered reports whether br's buffer already holds a whole response
+// head, so reading it needs nothing more from the connection.
+func headBuffered(br *bufio.Reader) bool {
+	buf, _ := br.Peek(br.Buffered())
+	return bytes.Contains(buf, []byte("\r\n\r\n"))
+}
+
 // cutLine splits b at its first CRLF. The fast path takes CRLF only; a bare
 // LF stays inside the line and fails validation there.
 func cutLine(b []byte) (line, rest []byte) {
