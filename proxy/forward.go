@@ -148,7 +148,7 @@ func (h *Handler) outgoing(r *http.Request, s *site, up *upstream, x *exchange, 
 		query = privateQuery(query)
 	}
 	hdr := make(http.Header, len(r.Header)+6)
-	conn := r.Header["Connection"]
+	conn := connectionListed(r.Header["Connection"])
 	for k, vv := range r.Header {
 		if dropRequestHeader(k, s.private) || listedIn(conn, k) {
 			continue
@@ -206,6 +206,22 @@ func forwardedFor(r *http.Request, trusted trustedSet) string {
 	return strings.Join(prior, ", ") + ", " + peer.String()
 }
 
+// connectionListed returns the Connection header values that may name
+// headers to drop: none when they only say keep-alive or close, as nearly
+// all do, so the per-header check is skipped.
+func connectionListed(conn []string) []string {
+	for _, v := range conn {
+		for v != "" {
+			var f string
+			f, v, _ = strings.Cut(v, ",")
+			if f = trimOWS(f); f != "" && !asciiEqualFold(f, "keep-alive") && !asciiEqualFold(f, "close") {
+				return conn
+			}
+		}
+	}
+	return nil
+}
+
 // listedIn reports whether k is named in a Connection header.
 func listedIn(conn []string, k string) bool {
 	for _, v := range conn {
@@ -222,7 +238,7 @@ func listedIn(conn []string, k string) bool {
 
 // copyResponseHeader copies OSS's end-to-end headers to the client.
 func copyResponseHeader(dst, src http.Header) {
-	conn := src["Connection"]
+	conn := connectionListed(src["Connection"])
 	for k, vv := range src {
 		if isHop(k) || listedIn(conn, k) {
 			continue

@@ -311,14 +311,19 @@ func hasToken(v, token string) bool {
 		} else {
 			f, v = v, ""
 		}
-		if f = trimOWS(f); len(f) == len(token) && asciiEqualFold(f, token) {
+		if asciiEqualFold(trimOWS(f), token) {
 			return true
 		}
 	}
 	return false
 }
 
+// asciiEqualFold is strings.EqualFold for ASCII, without its Unicode
+// folding.
 func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
 	for i := 0; i < len(a); i++ {
 		x, y := a[i], b[i]
 		if 'A' <= x && x <= 'Z' {
