@@ -45,7 +45,7 @@ func (f fixedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func BenchmarkHandler(b *testing.B) {
 	for _, access := range []string{"public", "private"} {
 		b.Run(access, func(b *testing.B) {
-			h := benchHandler(b, access)
+			h := oneKiBHandler(b, access)
 			req := httptest.NewRequest("GET", "http://img.example.com/images/photo.jpg", nil)
 			req.RemoteAddr = "203.0.113.9:4567"
 			b.ReportAllocs()
@@ -66,7 +66,7 @@ func BenchmarkHandler(b *testing.B) {
 func BenchmarkHandlerParallel(b *testing.B) {
 	for _, access := range []string{"public", "private"} {
 		b.Run(access, func(b *testing.B) {
-			h := benchHandler(b, access)
+			h := oneKiBHandler(b, access)
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				req := httptest.NewRequest("GET", "http://img.example.com/images/photo.jpg", nil)
@@ -83,7 +83,9 @@ func BenchmarkHandlerParallel(b *testing.B) {
 	}
 }
 
-func benchHandler(b *testing.B, access string) *Handler {
+// benchHandler builds a handler for one site "img" on img.example.com,
+// of the given access type, with extra TOML appended to the site.
+func benchHandler(tb testing.TB, access, extra string, opts Options) *Handler {
 	cfg, err := config.Parse("bench.toml", []byte(`
 [server]
 https_listen = ""
@@ -94,18 +96,23 @@ bucket = "bkt"
 region = "cn-hangzhou"
 access = "`+access+`"
 tls = "off"
-`))
+`+extra))
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	h, err := New(cfg, Options{
+	h, err := New(cfg, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return h
+}
+
+// oneKiBHandler is benchHandler with a 1 KiB object behind it and keys.
+func oneKiBHandler(tb testing.TB, access string) *Handler {
+	return benchHandler(tb, access, "", Options{
 		Transport:   fixedTransport{body: strings.Repeat("x", 1024)},
 		Credentials: credentials.NewStaticCredentialsProvider("LTAIbench", "secret"),
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return h
 }
 
 // BenchmarkPolicy is the policy work of a request that passes every rule of
@@ -131,17 +138,7 @@ func TestPolicyDoesNotAllocate(t *testing.T) {
 }
 
 func policyBench(b testing.TB) func() {
-	cfg, err := config.Parse("bench.toml", []byte(`
-[server]
-https_listen = ""
-[[site]]
-name = "img"
-domains = ["img.example.com"]
-bucket = "bkt"
-region = "cn-hangzhou"
-access = "public"
-tls = "off"
-cors_vary_origin = true
+	h := benchHandler(b, "public", `cors_vary_origin = true
 [site.referer]
 allow_empty = false
 allow = ["https://*.example.com/*", "https://partner.example.org/*"]
@@ -154,14 +151,7 @@ expose_headers = ["ETag"]
 per_ip_rps = 1e9
 site_rps = 1e9
 allow_ips = ["203.0.113.0/24", "2001:db8::/32"]
-`))
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, err := New(cfg, Options{Transport: fixedTransport{}})
-	if err != nil {
-		b.Fatal(err)
-	}
+`, Options{Transport: fixedTransport{}})
 	st := h.state.Load()
 	s := st.routes.lookup("img.example.com")
 	req := httptest.NewRequest("GET", "http://img.example.com/images/photo.jpg", nil)
