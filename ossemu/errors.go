@@ -9,9 +9,11 @@ import (
 	"strings"
 )
 
-// apiError is an OSS error response: status, Code, Message, and for
-// SignatureDoesNotMatch the extra elements OSS adds to help debug a signer
-// (StringToSign, CanonicalRequest; never the secret).
+// apiError is an OSS error response: status, Code, Message, and the extra
+// elements OSS adds after HostId (for SignatureDoesNotMatch the ones that
+// help debug a signer: StringToSign, CanonicalRequest, ...; never the
+// secret). An extra element named EC also goes out as the x-oss-ec header,
+// as on OSS, since SDKs read the EC from either.
 type apiError struct {
 	status int
 	code   string
@@ -22,6 +24,28 @@ type apiError struct {
 // xmlField is one extra <Name>Value</Name> element of an error body.
 type xmlField struct {
 	name, value string
+}
+
+// ecField names the extra element that carries OSS's error code (EC).
+const ecField = "EC"
+
+// errorCodeFields are the trailing <EC> and <RecommendDoc> elements OSS
+// appends to an error with a documented EC, so a client can look it up.
+func errorCodeFields(ec string) []xmlField {
+	return []xmlField{
+		{ecField, ec},
+		{"RecommendDoc", "https://api.aliyun.com/troubleshoot?q=" + ec},
+	}
+}
+
+// ec returns the error's EC, or "" when it has none.
+func (e *apiError) ec() string {
+	for _, f := range e.extra {
+		if f.name == ecField {
+			return f.value
+		}
+	}
+	return ""
 }
 
 // Error makes apiError usable as an error in helpers that return one.
@@ -63,7 +87,8 @@ func writeElem(b *strings.Builder, name, value string) {
 	b.WriteString("</" + name + ">\n")
 }
 
-// fail answers the request with e. HEAD responses carry the body
+// fail answers the request with e, with x-oss-ec when e has an EC. HEAD
+// responses carry the body
 // base64-encoded in x-oss-err instead, as OSS does, since they have no body.
 func (c *call) fail(e *apiError) {
 	body := errorBody(e, c.id, c.r.Host)
@@ -73,6 +98,9 @@ func (c *call) fail(e *apiError) {
 	}
 	h.Set("Content-Type", "application/xml")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
+	if ec := e.ec(); ec != "" {
+		h.Set("X-Oss-Ec", ec)
+	}
 	if c.r.Method == http.MethodHead {
 		h.Set("X-Oss-Err", base64.StdEncoding.EncodeToString(body))
 	}

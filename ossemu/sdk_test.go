@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -107,13 +108,20 @@ func TestSDKRefusals(t *testing.T) {
 		client *oss.Client
 		status int
 		code   string
+		ec     string            // EC in the body and x-oss-ec, "" for none
+		elems  map[string]string // extra body elements expected
 	}{
-		{"wrong secret", sdkClient(addr, "AKID", "WRONG", "", testRegion), 403, "SignatureDoesNotMatch"},
-		{"unknown key id", sdkClient(addr, "NOPE", "SECRET", "", testRegion), 403, "InvalidAccessKeyId"},
-		{"wrong region", sdkClient(addr, "AKID", "SECRET", "", "cn-shanghai"), 400, "InvalidArgument"},
-		{"sts wrong token", sdkClient(addr, "STS.AKID", "STSSECRET", "other-token", testRegion), 403, "InvalidSecurityToken"},
-		{"sts missing token", sdkClient(addr, "STS.AKID", "STSSECRET", "", testRegion), 403, "InvalidSecurityToken"},
-		{"long-term key with a token", sdkClient(addr, "AKID", "SECRET", "stray", testRegion), 403, "InvalidSecurityToken"},
+		{"wrong secret", sdkClient(addr, "AKID", "WRONG", "", testRegion), 403, "SignatureDoesNotMatch", "0002-00000040",
+			map[string]string{"OSSAccessKeyId": "AKID", "RecommendDoc": "https://api.aliyun.com/troubleshoot?q=0002-00000040"}},
+		{"unknown key id", sdkClient(addr, "NOPE", "SECRET", "", testRegion), 403, "InvalidAccessKeyId", "",
+			map[string]string{"OSSAccessKeyId": "NOPE"}},
+		{"wrong region", sdkClient(addr, "AKID", "SECRET", "", "cn-shanghai"), 400, "InvalidArgument", "", nil},
+		{"sts wrong token", sdkClient(addr, "STS.AKID", "STSSECRET", "other-token", testRegion), 403, "InvalidSecurityToken", "",
+			map[string]string{"SecurityToken": "other-token"}},
+		{"sts missing token", sdkClient(addr, "STS.AKID", "STSSECRET", "", testRegion), 403, "InvalidSecurityToken", "",
+			map[string]string{"SecurityToken": ""}},
+		{"long-term key with a token", sdkClient(addr, "AKID", "SECRET", "stray", testRegion), 403, "InvalidSecurityToken", "",
+			map[string]string{"SecurityToken": "stray"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -124,6 +132,15 @@ func TestSDKRefusals(t *testing.T) {
 			}
 			if strings.Contains(string(se.Snapshot), "SECRET") {
 				t.Errorf("error body leaks the secret: %s", se.Snapshot)
+			}
+			if se.EC != tt.ec || se.Headers.Get("X-Oss-Ec") != tt.ec {
+				t.Errorf("EC = %q, x-oss-ec = %q, want %q", se.EC, se.Headers.Get("X-Oss-Ec"), tt.ec)
+			}
+			elems := rootElements(t, se.Snapshot)
+			for name, want := range tt.elems {
+				if !slices.Contains(elemNames(elems), name) || elemValue(elems, name) != want {
+					t.Errorf("<%s> = %q, want %q in %s", name, elemValue(elems, name), want, se.Snapshot)
+				}
 			}
 		})
 	}

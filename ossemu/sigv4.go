@@ -83,10 +83,12 @@ func (c *call) authenticate() (signed bool, _ *apiError) {
 	cred, known := c.e.creds[p.akID]
 	c.e.mu.RUnlock()
 	if !known {
-		return false, &apiError{http.StatusForbidden, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our records.", nil}
+		return false, &apiError{http.StatusForbidden, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our records.",
+			[]xmlField{{"OSSAccessKeyId", p.akID}}}
 	}
 	if p.token != cred.token {
-		return false, &apiError{http.StatusForbidden, "InvalidSecurityToken", "The security token you provided is invalid.", nil}
+		return false, &apiError{http.StatusForbidden, "InvalidSecurityToken", "The security token you provided is invalid.",
+			[]xmlField{{"SecurityToken", p.token}}}
 	}
 
 	canonical, err := canonicalRequest(c.r.Method, c.bucket, c.key, c.r.URL.RawQuery, c.r.Header, c.r.Host, p.additional)
@@ -97,16 +99,43 @@ func (c *call) authenticate() (signed bool, _ *apiError) {
 	sts := stringToSign(p.datetime, scope, canonical)
 	want := signatureV4(cred.secret, p.scopeDate, p.region, p.product, sts)
 	if !hmac.Equal([]byte(want), []byte(strings.ToLower(p.signature))) {
-		return false, &apiError{http.StatusForbidden, "SignatureDoesNotMatch",
-			"The request signature we calculated does not match the signature you provided. Check your key and signing method.",
-			[]xmlField{
-				{"OSSAccessKeyId", p.akID},
-				{"SignatureProvided", p.signature},
-				{"StringToSign", sts},
-				{"CanonicalRequest", canonical},
-			}}
+		return false, errSignatureMismatch(p, sts, canonical)
 	}
 	return true, nil
+}
+
+// ecSignatureMismatch is the EC OSS gives a V4 SignatureDoesNotMatch.
+const ecSignatureMismatch = "0002-00000040"
+
+// errSignatureMismatch is OSS's V4 SignatureDoesNotMatch with the elements
+// it adds, in its order, so a signer can be debugged against the emulator
+// exactly as against OSS: what was received, what the server signed
+// (string and bytes) and from which canonical request, then the EC.
+func errSignatureMismatch(p sigParams, sts, canonical string) *apiError {
+	extra := []xmlField{
+		{"OSSAccessKeyId", p.akID},
+		{"SignatureProvided", p.signature},
+		{"StringToSign", sts},
+		{"StringToSignBytes", hexBytes(sts)},
+		{"CanonicalRequest", canonical},
+	}
+	return &apiError{http.StatusForbidden, "SignatureDoesNotMatch",
+		"The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+		append(extra, errorCodeFields(ecSignatureMismatch)...)}
+}
+
+// hexBytes renders s as space-separated upper-case two-digit hex bytes
+// ("OSS" -> "4F 53 53"), as OSS's StringToSignBytes does.
+func hexBytes(s string) string {
+	const hexDigits = "0123456789ABCDEF"
+	b := make([]byte, 0, len(s)*3)
+	for i := 0; i < len(s); i++ {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, hexDigits[s[i]>>4], hexDigits[s[i]&15])
+	}
+	return string(b)
 }
 
 // invalidArgument is OSS's 400 for malformed signature information.

@@ -1,9 +1,17 @@
 package ossemu
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/xml"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -208,5 +216,145 @@ func TestSignatureErrors(t *testing.T) {
 				t.Errorf("got %d %s, want %d %s", rec.Code, rec.Body, tt.status, tt.code)
 			}
 		})
+	}
+}
+
+// xmlElem is one child element of an XML document's root, in order.
+type xmlElem struct{ name, value string }
+
+// rootElements returns the root's child elements in document order, so a
+// test can assert the exact layout of an OSS error body.
+func rootElements(t *testing.T, body []byte) []xmlElem {
+	t.Helper()
+	d := xml.NewDecoder(bytes.NewReader(body))
+	var out []xmlElem
+	depth := 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("parse %q: %v", body, err)
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			depth++
+			if depth == 2 {
+				var v string
+				if err := d.DecodeElement(&v, &tok); err != nil {
+					t.Fatalf("decode <%s>: %v", tok.Name.Local, err)
+				}
+				out = append(out, xmlElem{tok.Name.Local, v})
+				depth--
+			}
+		case xml.EndElement:
+			depth--
+		}
+	}
+}
+
+// elemNames lists the names of elems.
+func elemNames(elems []xmlElem) []string {
+	names := make([]string, len(elems))
+	for i, el := range elems {
+		names[i] = el.name
+	}
+	return names
+}
+
+// elemValue is the value of the first element called name, or "".
+func elemValue(elems []xmlElem, name string) string {
+	for _, el := range elems {
+		if el.name == name {
+			return el.value
+		}
+	}
+	return ""
+}
+
+// TestSignatureMismatchBody checks that a tampered request gets OSS's V4
+// SignatureDoesNotMatch body, element for element and in OSS's order, with
+// the EC also in x-oss-ec, for GET (body) and HEAD (x-oss-err).
+func TestSignatureMismatchBody(t *testing.T) {
+	now := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	e := New(Options{Region: "cn-hangzhou", Now: func() time.Time { return now }})
+	const secret = "the-secret-never-echoed"
+	e.AddCredential("ak", secret, "")
+	e.CreateBucket("bucket", Private)
+	e.PutObject("bucket", "k.txt", []byte("v"), nil)
+	const host = "bucket.oss-cn-hangzhou.aliyuncs.com"
+	const provided = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+	wantNames := []string{"Code", "Message", "RequestId", "HostId", "OSSAccessKeyId", "SignatureProvided",
+		"StringToSign", "StringToSignBytes", "CanonicalRequest", "EC", "RecommendDoc"}
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		t.Run(method, func(t *testing.T) {
+			req := httptest.NewRequest(method, "http://"+host+"/k.txt?versionId=null", nil)
+			req.Header.Set("x-oss-date", now.Format(iso8601DateTime))
+			req.Header.Set("x-oss-content-sha256", unsignedPayload)
+			req.Header.Set("Authorization", "OSS4-HMAC-SHA256 Credential=ak/20240501/cn-hangzhou/oss/aliyun_v4_request,Signature="+provided)
+			rec := httptest.NewRecorder()
+			e.ServeHTTP(rec, req)
+			if rec.Code != http.StatusForbidden {
+				t.Fatalf("status = %d", rec.Code)
+			}
+			if got := rec.Header().Get("X-Oss-Ec"); got != "0002-00000040" {
+				t.Errorf("x-oss-ec = %q", got)
+			}
+			body := rec.Body.Bytes()
+			if method == http.MethodHead {
+				var err error
+				if body, err = base64.StdEncoding.DecodeString(rec.Header().Get("X-Oss-Err")); err != nil {
+					t.Fatalf("x-oss-err: %v", err)
+				}
+			}
+			elems := rootElements(t, body)
+			if got := elemNames(elems); !slices.Equal(got, wantNames) {
+				t.Fatalf("elements = %v\nwant %v", got, wantNames)
+			}
+			canonical := "" + method + "\n/bucket/k.txt\nversionId=null\n" +
+				"x-oss-content-sha256:UNSIGNED-PAYLOAD\nx-oss-date:20240501T120000Z\n\n\nUNSIGNED-PAYLOAD"
+			sum := sha256.Sum256([]byte(canonical))
+			sts := "OSS4-HMAC-SHA256\n20240501T120000Z\n20240501/cn-hangzhou/oss/aliyun_v4_request\n" + hex.EncodeToString(sum[:])
+			var stsBytes []string
+			for _, c := range []byte(sts) {
+				stsBytes = append(stsBytes, fmt.Sprintf("%02X", c))
+			}
+			want := map[string]string{
+				"Code":              "SignatureDoesNotMatch",
+				"Message":           "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+				"RequestId":         rec.Header().Get("X-Oss-Request-Id"),
+				"HostId":            host,
+				"OSSAccessKeyId":    "ak",
+				"SignatureProvided": provided,
+				"StringToSign":      sts,
+				"StringToSignBytes": strings.Join(stsBytes, " "),
+				"CanonicalRequest":  canonical,
+				"EC":                "0002-00000040",
+				"RecommendDoc":      "https://api.aliyun.com/troubleshoot?q=0002-00000040",
+			}
+			for _, el := range elems {
+				if el.value != want[el.name] {
+					t.Errorf("<%s> = %q\nwant %q", el.name, el.value, want[el.name])
+				}
+			}
+			if bytes.Contains(body, []byte(secret)) {
+				t.Errorf("body leaks the secret: %s", body)
+			}
+		})
+	}
+}
+
+func TestHexBytes(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"OSS4", "4F 53 53 34"},
+		{"\n\x00\xff", "0A 00 FF"},
+	}
+	for _, tt := range tests {
+		if got := hexBytes(tt.in); got != tt.want {
+			t.Errorf("hexBytes(%q) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }
