@@ -65,6 +65,9 @@ func defaultSite() Site {
 		Methods:        []string{"GET", "HEAD"},
 		TLS:            "acme",
 		CORSVaryOrigin: false,
+		OSSHeaders: []string{"x-oss-meta-*", "x-oss-forbid-overwrite", "x-oss-storage-class", "x-oss-tagging",
+			"x-oss-server-side-encryption", "x-oss-server-side-data-encryption",
+			"x-oss-server-side-encryption-key-id", "x-oss-traffic-limit"},
 		Referer: Referer{
 			AllowEmpty:         true,
 			AllowTruncateQuery: true,
@@ -89,6 +92,10 @@ func defaultSite() Site {
 		URLAuth: URLAuth{
 			Enabled: false,
 			TTL:     Duration(30 * time.Minute),
+		},
+		Process: Process{
+			Actions: []string{"image/resize", "image/crop", "image/format", "image/quality", "image/rotate",
+				"image/auto-orient", "image/interlace", "image/info", "image/average-hue", "style"},
 		},
 	}
 }

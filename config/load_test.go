@@ -182,6 +182,11 @@ func TestDefaults(t *testing.T) {
 				BudgetRatio: 0.2,
 			},
 			URLAuth: URLAuth{TTL: Duration(30 * time.Minute)},
+			OSSHeaders: []string{"x-oss-meta-*", "x-oss-forbid-overwrite", "x-oss-storage-class", "x-oss-tagging",
+				"x-oss-server-side-encryption", "x-oss-server-side-data-encryption",
+				"x-oss-server-side-encryption-key-id", "x-oss-traffic-limit"},
+			Process: Process{Actions: []string{"image/resize", "image/crop", "image/format", "image/quality", "image/rotate",
+				"image/auto-orient", "image/interlace", "image/info", "image/average-hue", "style"}},
 		}},
 	}
 	if !reflect.DeepEqual(c, want) {

@@ -102,6 +102,10 @@ type Site struct {
 	CertFile         string   `toml:"cert_file"`
 	KeyFile          string   `toml:"key_file"`
 	CORSVaryOrigin   bool     `toml:"cors_vary_origin"`
+	// OSSHeaders are the client x-oss-* request headers a private site
+	// forwards (and so signs with the gateway's credentials); "*" ends a
+	// prefix pattern. Everything else x-oss-* is dropped.
+	OSSHeaders []string `toml:"oss_headers"`
 
 	Referer     Referer     `toml:"referer"`
 	CORS        []CORSRule  `toml:"cors"`
@@ -110,6 +114,17 @@ type Site struct {
 	Limits      Limits      `toml:"limits"`
 	Retry       Retry       `toml:"retry"`
 	URLAuth     URLAuth     `toml:"url_auth"`
+	Process     Process     `toml:"process"`
+}
+
+// Process is what x-oss-process may ask OSS to do on a private site: each
+// operation of a chain must be listed, since OSS runs it with the
+// gateway's credentials. Operations that write (sys/saveas) are never
+// allowed.
+type Process struct {
+	// Actions are "image/resize"-style operation names; "style" allows
+	// style/NAME (styles are the bucket owner's own).
+	Actions []string `toml:"actions"`
 }
 
 // Referer is OSS hotlink protection (PutBucketReferer).

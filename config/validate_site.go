@@ -141,6 +141,51 @@ func (s *Site) validate(p *problems, key string, srv *Server) {
 	s.Limits.validate(p, key+".limits")
 	s.Retry.validate(p, key+".retry")
 	s.URLAuth.validate(p, key+".url_auth")
+	validateOSSHeaders(p, key+".oss_headers", s.OSSHeaders)
+	s.Process.validate(p, key+".process")
+}
+
+// validateOSSHeaders lower-cases the oss_headers patterns in place and
+// refuses those that could never work: headers the gateway's own signature
+// sets, headers that are always refused, and x-oss-process, which
+// [site.process] governs.
+func validateOSSHeaders(p *problems, key string, list []string) {
+	for i, h := range list {
+		k := indexKey(key, i)
+		h = strings.ToLower(h)
+		list[i] = h
+		name, wild := strings.CutSuffix(h, "*")
+		switch {
+		case !strings.HasPrefix(h, "x-oss-"):
+			p.add(k, `%q is not an x-oss-* header; other headers are forwarded as they are`, h)
+		case !isToken(name) || strings.Contains(name, "*"):
+			p.add(k, `%q is not a header name ("*" may only end it, as a prefix match)`, h)
+		case !wild && (name == "x-oss-date" || name == "x-oss-content-sha256" || name == "x-oss-security-token"):
+			p.add(k, `%q is set by the gateway's own signature and never taken from a client`, h)
+		case !wild && (strings.HasPrefix(name, "x-oss-copy-source") || name == "x-oss-object-acl" || name == "x-oss-acl"):
+			p.add(k, `%q is always refused on private sites (it copies from, or opens, objects beyond the site's prefix)`, h)
+		case !wild && (name == "x-oss-process" || name == "x-oss-async-process"):
+			p.add(k, `%q is governed by [site.process] actions, not oss_headers`, h)
+		}
+	}
+}
+
+func (pr *Process) validate(p *problems, key string) {
+	for i, a := range pr.Actions {
+		k := indexKey(key+".actions", i)
+		a = strings.ToLower(a)
+		pr.Actions[i] = a
+		typ, op, ok := strings.Cut(a, "/")
+		switch {
+		case a == "style":
+		case !ok || typ == "" || op == "" || !isToken(typ) || !isToken(op) || strings.ContainsAny(a, ",|*"):
+			p.add(k, `%q is not an operation such as "image/resize" (or "style")`, a)
+		case typ == "sys" || strings.Contains(op, "saveas"):
+			p.add(k, `%q writes objects with the gateway's credentials and is never allowed`, a)
+		case typ == "style":
+			p.add(k, `%q: write "style" to allow every style/NAME`, a)
+		}
+	}
 }
 
 // validateTLS checks tls, cert_file and key_file against each other, the

@@ -212,6 +212,17 @@ func TestValidationProblems(t *testing.T) {
 		{"key_env required", withSite(`[site.url_auth]`, `enabled = true`), "site[0].url_auth.key_env", 7, "is required when url_auth is enabled"},
 		{"key_env syntax", withSite(`[site.url_auth]`, `enabled = true`, `key_env = "1-KEY"`), "site[0].url_auth.key_env", 8, "is not an environment variable name"},
 		{"ttl", withSite(`[site.url_auth]`, `enabled = true`, `key_env = "K"`, `ttl = "0s"`), "site[0].url_auth.ttl", 9, "must be positive"},
+
+		// oss_headers and [site.process]
+		{"oss_headers not x-oss", withSite(`oss_headers = ["content-type"]`), "site[0].oss_headers[0]", 6, "is not an x-oss-* header"},
+		{"oss_headers inner star", withSite(`oss_headers = ["x-oss-*-meta"]`), "site[0].oss_headers[0]", 6, `"*" may only end it`},
+		{"oss_headers signing", withSite(`oss_headers = ["X-OSS-Date"]`), "site[0].oss_headers[0]", 6, "gateway's own signature"},
+		{"oss_headers copy source", withSite(`oss_headers = ["x-oss-copy-source-range"]`), "site[0].oss_headers[0]", 6, "always refused"},
+		{"oss_headers acl", withSite(`oss_headers = ["x-oss-object-acl"]`), "site[0].oss_headers[0]", 6, "always refused"},
+		{"oss_headers process", withSite(`oss_headers = ["x-oss-process"]`), "site[0].oss_headers[0]", 6, "[site.process]"},
+		{"process saveas", withSite(`[site.process]`, `actions = ["image/resize", "sys/saveas"]`), "site[0].process.actions[1]", 7, "never allowed"},
+		{"process bad name", withSite(`[site.process]`, `actions = ["resize"]`), "site[0].process.actions[0]", 7, "is not an operation"},
+		{"process style name", withSite(`[site.process]`, `actions = ["style/thumb"]`), "site[0].process.actions[0]", 7, `write "style"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("gateway.toml", []byte(tc.doc))

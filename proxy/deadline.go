@@ -22,20 +22,48 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 	return p.w.Write(b)
 }
 
-// progressReader does the same for request bodies: an upload that stalls is
-// cut, one that trickles along is not.
-type progressReader struct {
-	r  io.ReadCloser
-	rc *http.ResponseController
-	d  time.Duration
+// uploadBody is a client's request body on its way to OSS. Each read has
+// its own deadline (read_header_timeout), so an upload that stalls is cut
+// while one that trickles along is not. When the client's body breaks
+// (short, malformed chunking, stalled), the read fails with a
+// clientBodyError, which makes the upstream client abort the request
+// without finishing its framing, so that OSS stores nothing; failed then
+// holds the answer the client gets.
+type uploadBody struct {
+	r      io.ReadCloser
+	rc     *http.ResponseController // nil: no per-read deadline
+	d      time.Duration
+	n      *int64 // bytes read, for the access log and metrics
+	failed atomic.Pointer[ossError]
 }
 
-func (p *progressReader) Read(b []byte) (int, error) {
-	_ = p.rc.SetReadDeadline(time.Now().Add(p.d))
-	return p.r.Read(b)
+func (u *uploadBody) Read(b []byte) (int, error) {
+	if u.rc != nil {
+		_ = u.rc.SetReadDeadline(time.Now().Add(u.d))
+	}
+	n, err := u.r.Read(b)
+	*u.n += int64(n)
+	if err != nil && err != io.EOF {
+		e := errIncompleteBody
+		if isTimeout(err) {
+			e = errRequestTimeout
+		}
+		u.failed.CompareAndSwap(nil, e)
+		return n, &clientBodyError{err}
+	}
+	return n, err
 }
 
-func (p *progressReader) Close() error { return p.r.Close() }
+func (u *uploadBody) Close() error { return u.r.Close() }
+
+// clientBodyError is a failure to read the client's request body, as
+// opposed to a failure to write it to OSS.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string {
+	return "reading the client's request body: " + e.err.Error()
+}
+func (e *clientBodyError) Unwrap() error { return e.err }
 
 // stallGuard ends an upstream body that makes no progress for d: OSS (or
 // the network) going silent mid-body would otherwise hold the client

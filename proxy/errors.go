@@ -44,13 +44,42 @@ var (
 	errRefererDenied = &ossError{http.StatusForbidden, "AccessDenied",
 		"You are denied by bucket referer policy.", "referer"}
 
+	// Request framing and uploads: the client's message is broken, so the
+	// connection it came on is closed after the answer.
+	errIncompleteBody = &ossError{http.StatusBadRequest, "IncompleteBody",
+		"The request body ended before its declared length, or its chunked framing is malformed; nothing was stored.", ""}
+	errRequestTimeout = &ossError{http.StatusBadRequest, "RequestTimeout",
+		"The request body stopped arriving; nothing was stored.", ""}
+	errAmbiguousFraming = &ossError{http.StatusBadRequest, "InvalidRequest",
+		"A request may not carry both Content-Length and Transfer-Encoding.", ""}
+
+	// Trust boundary refusals on private sites.
+	errHeaderRefused = &ossError{http.StatusForbidden, "AccessDenied",
+		"This site does not copy objects or change ACLs: x-oss-copy-source, x-oss-object-acl and x-oss-acl are not allowed.", "header"}
+	errProcessRefused = &ossError{http.StatusForbidden, "AccessDenied",
+		"This x-oss-process operation is not allowed on this site.", "process"}
+	errOperationRefused = &ossError{http.StatusForbidden, "AccessDenied",
+		"This operation is not allowed on this site: only reads and writes of objects under the site's prefix are.", "method"}
+	errDuplicateQuery = &ossError{http.StatusBadRequest, "InvalidArgument",
+		"A query parameter appears more than once.", "path"}
+	errBadQuery = &ossError{http.StatusBadRequest, "InvalidArgument",
+		"The query string is not validly percent-encoded.", "path"}
+
 	// errClientGone is not sent: the client left before OSS answered.
 	errClientGone = &ossError{499, "ClientClosedRequest", "", ""}
 )
 
+// closesConn reports whether answering e must close the client's
+// connection: the request's body was refused or broke, so what follows it
+// on the connection cannot be trusted to be the next request.
+func (e *ossError) closesConn() bool {
+	return e == errIncompleteBody || e == errRequestTimeout || e == errAmbiguousFraming || e == errBodyNotAllowed
+}
+
 // writeError sends e as OSS's XML error body. hostID is the Host the client
-// asked for; it is escaped, as it is client input.
-func writeError(w http.ResponseWriter, r *http.Request, e *ossError, requestID string) {
+// asked for; it is escaped, as it is client input. It returns the body
+// bytes written.
+func writeError(w http.ResponseWriter, r *http.Request, e *ossError, requestID string) int {
 	var b strings.Builder
 	b.Grow(256 + len(r.Host))
 	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n<Error>\n  <Code>")
@@ -68,9 +97,11 @@ func writeError(w http.ResponseWriter, r *http.Request, e *ossError, requestID s
 	h.Set("Content-Length", strconv.Itoa(b.Len()))
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(e.status)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write([]byte(b.String()))
+	if r.Method == http.MethodHead {
+		return 0
 	}
+	n, _ := w.Write([]byte(b.String()))
+	return n
 }
 
 // xmlEscape writes s with the five XML special characters escaped and any

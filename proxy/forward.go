@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss/credentials"
 )
 
 // dropRequestHeader reports whether a client header must not reach OSS.
@@ -96,8 +98,10 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, x *exchange) (
 func (h *Handler) roundTrip(r *http.Request, x *exchange, up *upstream, method, key string, withBody bool) (*http.Response, *ossError) {
 	s := x.site
 	out := h.outgoing(r, s, up, x, method, key, withBody)
+	var cred credentials.Credentials
 	if s.private {
-		cred, err := resolveCredentials(r.Context(), h.opts.Credentials)
+		var err error
+		cred, err = resolveCredentials(r.Context(), h.opts.Credentials)
 		if err == nil {
 			err = s.signatures.sign(r.Context(), out, s.bucket, key, s.region, &cred, time.Now())
 		}
@@ -109,7 +113,16 @@ func (h *Handler) roundTrip(r *http.Request, x *exchange, up *upstream, method, 
 	t0 := time.Now()
 	resp, err := h.opts.Transport.RoundTrip(out)
 	x.upstreamWait = time.Since(t0)
-	s.metrics.upstreamDuration(up.label).Observe(x.upstreamWait.Seconds())
+	if err == nil || x.upload == nil || x.upload.failed.Load() == nil {
+		s.metrics.upstreamDuration(up.label).Observe(x.upstreamWait.Seconds())
+	}
+	if err != nil && x.upload != nil {
+		if e := x.upload.failed.Load(); e != nil {
+			// The client's body broke: a client error, not OSS's.
+			x.err = err
+			return nil, e
+		}
+	}
 	if err != nil {
 		s.metrics.upstream(up.label, 0).Inc()
 		x.err = err
@@ -129,6 +142,9 @@ func (h *Handler) roundTrip(r *http.Request, x *exchange, up *upstream, method, 
 	if d := x.st.upstreamStall; d > 0 && resp.Body != http.NoBody && !inMemory(resp.Body) {
 		resp.Body = newStallGuard(resp.Body, d)
 	}
+	if s.private && scrubbable(resp.StatusCode) {
+		scrubError(resp, r.Host, cred.AccessKeyID, cred.SecurityToken)
+	}
 	return resp, nil
 }
 
@@ -144,9 +160,6 @@ func inMemory(body io.ReadCloser) bool {
 // access type may forward.
 func (h *Handler) outgoing(r *http.Request, s *site, up *upstream, x *exchange, method, key string, withBody bool) *http.Request {
 	query := x.query
-	if s.private {
-		query = privateQuery(query)
-	}
 	hdr := make(http.Header, len(r.Header)+6)
 	conn := connectionListed(r.Header["Connection"])
 	for k, vv := range r.Header {
@@ -154,6 +167,19 @@ func (h *Handler) outgoing(r *http.Request, s *site, up *upstream, x *exchange, 
 			continue
 		}
 		hdr[k] = vv
+	}
+	if s.private {
+		// Only what the trust policy granted: its query, and of the
+		// client's x-oss-* headers only those it let through.
+		query = x.grant.query
+		for k := range hdr {
+			if isOSSHeader(k) {
+				delete(hdr, k)
+			}
+		}
+		for k, vv := range x.grant.ossHdr {
+			hdr[k] = vv
+		}
 	}
 	hdr["X-Forwarded-For"] = []string{forwardedFor(r, x.st.trusted)}
 	if x.resumeRange != "" {
@@ -182,14 +208,21 @@ func (h *Handler) outgoing(r *http.Request, s *site, up *upstream, x *exchange, 
 		Host:       up.host,
 	}).WithContext(r.Context()) // the client leaving ends the exchange
 	if withBody && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
-		var body io.ReadCloser = r.Body
-		if d := x.st.progressTimeout; d > 0 {
-			body = &progressReader{r: body, rc: http.NewResponseController(x.w), d: d}
+		ub := &uploadBody{r: r.Body, n: &x.bytesIn}
+		if d := x.st.uploadStall; d > 0 {
+			ub.rc, ub.d = http.NewResponseController(x.w), d
 		}
-		out.Body = &countingReader{r: body, n: &x.bytesIn}
+		x.upload = ub
+		out.Body = ub
 		out.ContentLength = r.ContentLength
 	}
 	return out
+}
+
+// isOSSHeader reports a header name OSS may read as x-oss-*, in any case
+// and with "_" for "-".
+func isOSSHeader(k string) bool {
+	return len(k) >= 6 && strings.EqualFold(k[:5], "x-oss") && (k[5] == '-' || k[5] == '_')
 }
 
 // forwardedFor is the X-Forwarded-For to send: the chain a trusted proxy
@@ -257,20 +290,6 @@ func isHop(k string) bool {
 	}
 	return false
 }
-
-// countingReader counts request body bytes on their way to OSS.
-type countingReader struct {
-	r io.ReadCloser
-	n *int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	*c.n += int64(n)
-	return n, err
-}
-
-func (c *countingReader) Close() error { return c.r.Close() }
 
 // errClientWrite marks a copy that stopped because the client went away, as
 // opposed to OSS breaking the body.

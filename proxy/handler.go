@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -59,6 +60,9 @@ type state struct {
 	progressTimeout time.Duration
 	// upstreamStall bounds silence in an OSS body mid-stream.
 	upstreamStall time.Duration
+	// uploadStall bounds silence in a client's request body
+	// (read_header_timeout).
+	uploadStall time.Duration
 	// accessLogSample is log.access_log_sample.
 	accessLogSample float64
 }
@@ -108,6 +112,7 @@ func (h *Handler) compile(cfg *config.Config) (*state, error) {
 		routes:          make(router),
 		trusted:         trustedSet(cfg.Server.TrustedProxyNets),
 		upstreamStall:   cfg.Server.UpstreamHeaderTimeout.D(),
+		uploadStall:     cfg.Server.ReadHeaderTimeout.D(),
 		accessLogSample: cfg.Log.AccessLogSample,
 	}
 	if cfg.Server.WriteTimeout == 0 {
@@ -162,7 +167,9 @@ type exchange struct {
 	id         string
 	site       *site
 	key        string
-	query      string // raw query to forward, after the gateway took its own parameters
+	query      string      // raw query to forward, after the gateway took its own parameters
+	grant      grant       // private sites: what the trust policy let through to OSS
+	upload     *uploadBody // the client's body on its way to OSS, if any
 	status     int
 	bytesOut   int64
 	bytesIn    int64
@@ -232,13 +239,6 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, s *site, x *exch
 		return false
 	}
 	x.key = key
-	if hasBody(r) && !takesBody(r.Method) {
-		// GET/HEAD/OPTIONS/DELETE carry no body to OSS. Refusing one
-		// closes the door on framing tricks (Content-Length together with
-		// Transfer-Encoding, which net/http resolves before we see it).
-		h.refuse(w, r, x, errBodyNotAllowed)
-		return false
-	}
 	if !s.allowIPs.contains(x.client) && len(s.allowIPs) > 0 {
 		h.refuse(w, r, x, errIPDenied)
 		return false
@@ -271,6 +271,14 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, s *site, x *exch
 		h.refuse(w, r, x, errMethodNotAllowed)
 		return false
 	}
+	if !takesBody(r.Method) {
+		// GET/HEAD/OPTIONS/DELETE carry no body to OSS. An empty one, in
+		// any framing, is no body.
+		if e := noBody(w, r, x.st.uploadStall); e != nil {
+			h.refuse(w, r, x, e)
+			return false
+		}
+	}
 	query := r.URL.RawQuery
 	if s.urlAuth != nil {
 		var ok bool
@@ -291,6 +299,14 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, s *site, x *exch
 	}
 	query, x.download, x.downloadName = s.disposition.takeParam(query)
 	x.query = query
+	if s.private {
+		g, refused := s.trust.authorize(r.Method, query, r.Header)
+		if refused != nil {
+			h.refuse(w, r, x, refused)
+			return false
+		}
+		x.grant = g
+	}
 
 	rel := key[len(s.prefix):]
 	if s.website.Index != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
@@ -316,7 +332,10 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, x *exchange, e 
 	if x.site != nil && e != errCORSForbidden {
 		x.site.cors.apply(w.Header(), r.Header.Get("Origin"), r.Method)
 	}
-	writeError(w, r, e, x.id)
+	if e.closesConn() {
+		w.Header().Set("Connection", "close")
+	}
+	x.bytesOut += int64(writeError(w, r, e, x.id))
 }
 
 // refuseRetryAfter answers 429 with the wait in whole seconds.
@@ -347,8 +366,10 @@ func (h *Handler) finish(r *http.Request, x *exchange) {
 			m.Denied.WithLabelValues(x.site.name, x.denied).Inc()
 		}
 	}
-	if x.err != nil && !errors.Is(x.err, context.Canceled) {
-		h.opts.Logger.Warn("upstream request failed", "request_id", x.id, "error", x.err)
+	var cause string // why a 5xx the gateway made is one
+	if x.err != nil && x.status >= 500 && !errors.Is(x.err, context.Canceled) {
+		cause = x.err.Error()
+		h.opts.Logger.Warn("upstream request failed", "request_id", x.id, "status", x.status, "error", cause)
 	}
 	if al := h.opts.AccessLog; al != nil && x.logged(x.st.accessLogSample) {
 		siteName := "unknown"
@@ -373,6 +394,7 @@ func (h *Handler) finish(r *http.Request, x *exchange) {
 			slog.String("request_id", x.id),
 			slog.String("upstream_request_id", x.upstreamID),
 			slog.String("denied", x.denied),
+			slog.String("upstream_error", cause),
 		)
 	}
 }
@@ -394,9 +416,36 @@ func addrString(a netip.Addr) string {
 // that runs out of time reports how many it cut.
 func (h *Handler) Inflight() int64 { return h.inflight.Load() }
 
-// hasBody reports whether the client framed a request body.
-func hasBody(r *http.Request) bool {
-	return r.ContentLength != 0 || len(r.TransferEncoding) > 0
+// noBody checks that a request whose method takes no body has none. A
+// body of unknown length (chunked, or HTTP/2 without content-length, as
+// the Go SDK sends GET over HTTP/2) is read for one byte: an immediate end
+// means it is empty. That read waits at most d for the client.
+func noBody(w http.ResponseWriter, r *http.Request, d time.Duration) *ossError {
+	switch {
+	case r.ContentLength > 0:
+		return errBodyNotAllowed
+	case r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody:
+		return nil
+	}
+	if d > 0 {
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Now().Add(d))
+		defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
+	}
+	var b [1]byte
+	for {
+		n, err := r.Body.Read(b[:])
+		switch {
+		case n > 0:
+			return errBodyNotAllowed
+		case err == io.EOF:
+			return nil
+		case err != nil && isTimeout(err):
+			return errRequestTimeout
+		case err != nil:
+			return errIncompleteBody
+		}
+	}
 }
 
 // takesBody reports whether a method carries a body to OSS.

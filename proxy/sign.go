@@ -130,54 +130,6 @@ func signatureKey(b []byte, out *http.Request, bucket, key, region string) ([]by
 	return b, true
 }
 
-// Query parameters a private site forwards to OSS. Everything else is dropped
-// before signing: client signatures and tokens (the gateway's signature
-// replaces them), response-* overrides (OSS refuses them to anonymous
-// clients, and a private site's clients are anonymous to OSS), and
-// sub-resources like ?acl or ?tagging that would turn the gateway's
-// credentials into a way to read or change bucket settings.
-var privateQueryParams = map[string]bool{
-	"x-oss-process": true,
-	"versionId":     true,
-	"uploads":       true,
-	"uploadId":      true,
-	"partNumber":    true,
-	"append":        true,
-	"position":      true,
-}
-
-// privateQuery keeps the forwardable parameters of raw and re-encodes them as
-// OSS's canonical query encodes them, so the bytes on the wire and the bytes
-// the signer hashes are the same. Malformed escapes drop the parameter.
-func privateQuery(raw string) string {
-	if raw == "" {
-		return ""
-	}
-	var b strings.Builder
-	for raw != "" {
-		var kv string
-		kv, raw, _ = strings.Cut(raw, "&")
-		k, v, hasV := strings.Cut(kv, "=")
-		dk, err := queryUnescape(k)
-		if err != nil || !privateQueryParams[dk] {
-			continue
-		}
-		dv, err := queryUnescape(v)
-		if err != nil {
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteByte('&')
-		}
-		escapeQueryComponent(&b, dk)
-		if hasV && dv != "" {
-			b.WriteByte('=')
-			escapeQueryComponent(&b, dv)
-		}
-	}
-	return b.String()
-}
-
 func queryUnescape(s string) (string, error) {
 	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
 		return s, nil

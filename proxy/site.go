@@ -34,7 +34,8 @@ type site struct {
 	disposition       *dispositionPolicy
 	website           websitePolicy
 	retry             *retryPolicy
-	signatures        signCache // private sites
+	signatures        signCache    // private sites
+	trust             *trustPolicy // private sites: what a request may ask OSS to do
 }
 
 // maxIPLimiters bounds the per-client-IP limiter table of a site.
@@ -56,6 +57,9 @@ func newSite(c *config.Site, m *Metrics, getenv func(string) string) (*site, err
 		disposition:       newDispositionPolicy(c.Disposition),
 		website:           websitePolicy{c.Website},
 		retry:             newRetryPolicy(c.Retry),
+	}
+	if s.private {
+		s.trust = newTrustPolicy(c)
 	}
 	if c.URLAuth.Enabled {
 		a, err := newURLAuth(c.URLAuth, getenv)
@@ -88,20 +92,30 @@ func newSite(c *config.Site, m *Metrics, getenv func(string) string) (*site, err
 // methodSet is a bit set of the methods a site lets through.
 type methodSet uint8
 
+// The methods a site can let through, one bit each.
+const (
+	mGet methodSet = 1 << iota
+	mHead
+	mPut
+	mPost
+	mDelete
+	mOptions
+)
+
 func methodBit(m string) methodSet {
 	switch m {
 	case "GET":
-		return 1 << 0
+		return mGet
 	case "HEAD":
-		return 1 << 1
+		return mHead
 	case "PUT":
-		return 1 << 2
+		return mPut
 	case "POST":
-		return 1 << 3
+		return mPost
 	case "DELETE":
-		return 1 << 4
+		return mDelete
 	case "OPTIONS":
-		return 1 << 5
+		return mOptions
 	}
 	return 0
 }

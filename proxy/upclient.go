@@ -103,6 +103,12 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 		stop = conn.watch(ctx) // an upload can wait on OSS for as long as the client sends
 	}
 	if err := writeRequest(conn.bw, req); err != nil {
+		var cbe *clientBodyError
+		if errors.As(err, &cbe) {
+			// The client's body broke: close before the framing is
+			// complete, so OSS sees a cut request and stores nothing.
+			return conn.fail(ctx, stop, err)
+		}
 		if conn.reused && !hasBody {
 			return conn.fail(ctx, stop, fmt.Errorf("%w: %v", errStaleConn, err))
 		}
@@ -251,8 +257,12 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 		var b [20]byte
 		bw.Write(strconv.AppendInt(b[:0], req.ContentLength, 10))
 		bw.WriteString("\r\n\r\n")
-		if _, err := copyBody(bw, io.LimitReader(req.Body, req.ContentLength)); err != nil {
+		n, err := copyBody(bw, io.LimitReader(req.Body, req.ContentLength))
+		if err != nil {
 			return err
+		}
+		if n < req.ContentLength {
+			return &clientBodyError{io.ErrUnexpectedEOF} // never let OSS wait for the rest
 		}
 	case hasBody:
 		bw.WriteString("Transfer-Encoding: chunked\r\n\r\n")

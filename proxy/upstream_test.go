@@ -48,27 +48,6 @@ func TestResolveEndpoint(t *testing.T) {
 	}
 }
 
-func TestPrivateQuery(t *testing.T) {
-	tests := map[string]string{
-		"":                                   "",
-		"x-oss-process=image%2fresize,w_100": "x-oss-process=image%2Fresize%2Cw_100",
-		"versionId=abc&acl":                  "versionId=abc",
-		"uploads":                            "uploads",
-		"tagging&acl&symlink":                "",
-		"response-content-type=text/html":    "",
-		"x-oss-signature=abc&x-oss-credential=AK/x": "",
-		"OSSAccessKeyId=a&Signature=b&Expires=1":    "",
-		"partNumber=1&uploadId=u+1":                 "partNumber=1&uploadId=u%201",
-		"x-oss-process=%zz":                         "",
-		"cachebuster=123":                           "",
-	}
-	for in, want := range tests {
-		if got := privateQuery(in); got != want {
-			t.Errorf("privateQuery(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestRequestIDs(t *testing.T) {
 	g := newRequestIDs()
 	seen := map[string]bool{}
