@@ -10,7 +10,8 @@ import (
 
 // This file answers the few bucket-level reads a health check or
 // `gateway check` needs to prove it can read a bucket: ListObjects (V1 and
-// V2), GetBucketInfo, GetBucketAcl and GetBucketLocation.
+// V2), GetBucketInfo, GetBucketAcl and GetBucketLocation; and
+// ListMultipartUploads (multipart.go).
 
 // isListParam reports whether k is a query parameter of ListObjects or
 // ListObjectsV2 (anything else names a bucket subresource).
@@ -40,6 +41,8 @@ func (c *call) serveBucket(acl ACL) {
 		return
 	}
 	switch {
+	case q.Has("uploads"):
+		c.listUploads(q)
 	case q.Has("bucketInfo"):
 		c.bucketInfo(acl)
 	case q.Has("acl"):

@@ -4,9 +4,10 @@
 // cloud account while still being honest about the parts of OSS the gateway
 // depends on: private buckets verify OSS Signature V4 (header and presigned
 // query forms) with an implementation independent of the SDK's signer,
-// objects answer Range and conditional requests like OSS, default bucket
-// domains force downloads of web pages, and faults (error statuses, resets,
-// truncated bodies, delays) can be injected per request.
+// objects answer Range and conditional requests like OSS, multipart uploads
+// follow OSS's limits and ETags, default bucket domains force downloads of
+// web pages, and faults (error statuses, resets, truncated bodies, delays)
+// can be injected per request.
 package ossemu
 
 import (
@@ -56,7 +57,15 @@ type Options struct {
 	// Now is the emulator's clock, used for signature time checks, Date and
 	// Last-Modified. nil means time.Now.
 	Now func() time.Time
+	// MinPartSize is the size CompleteMultipartUpload requires of every
+	// part but the last (EntityTooSmall otherwise). 0 means OSS's 100 KiB;
+	// tests of multipart uploaders set it small so that they can use small
+	// parts without megabytes of data.
+	MinPartSize int64
 }
+
+// defaultMinPartSize is OSS's minimum size of a multipart part but the last.
+const defaultMinPartSize = 100 << 10
 
 // credential is one AccessKey pair the emulator accepts.
 type credential struct {
@@ -70,17 +79,21 @@ type bucket struct {
 	acl     ACL
 	created time.Time
 	objects map[string]*object
+	uploads map[string]*upload // multipart uploads in progress, by upload ID
 }
 
 // Emulator is an in-memory OSS service. It implements http.Handler and is
 // safe for concurrent use.
 type Emulator struct {
-	region string
-	now    func() time.Time
+	region      string
+	now         func() time.Time
+	minPartSize int64
 
 	idSalt uint32        // random per emulator, part of every request ID
 	idSeq  atomic.Uint32 // request ID sequence
 	genSeq atomic.Uint64 // synthetic object generations
+
+	uploadSeq atomic.Uint32 // multipart upload IDs
 
 	mu      sync.RWMutex
 	creds   map[string]credential
@@ -95,11 +108,15 @@ type Emulator struct {
 // New returns an empty emulator: no buckets, no credentials.
 func New(o Options) *Emulator {
 	e := &Emulator{
-		region:  o.Region,
-		now:     o.Now,
-		creds:   make(map[string]credential),
-		buckets: make(map[string]*bucket),
-		domains: make(map[string]string),
+		region:      o.Region,
+		now:         o.Now,
+		minPartSize: o.MinPartSize,
+		creds:       make(map[string]credential),
+		buckets:     make(map[string]*bucket),
+		domains:     make(map[string]string),
+	}
+	if e.minPartSize <= 0 {
+		e.minPartSize = defaultMinPartSize
 	}
 	if e.region == "" {
 		e.region = "cn-hangzhou"
@@ -131,7 +148,13 @@ func (e *Emulator) CreateBucket(name string, acl ACL) {
 		b.acl = acl
 		return
 	}
-	e.buckets[name] = &bucket{name: name, acl: acl, created: e.now().UTC(), objects: make(map[string]*object)}
+	e.buckets[name] = &bucket{
+		name:    name,
+		acl:     acl,
+		created: e.now().UTC(),
+		objects: make(map[string]*object),
+		uploads: make(map[string]*upload),
+	}
 }
 
 // BindDomain binds a custom domain (CNAME) to a bucket, so requests whose

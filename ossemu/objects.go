@@ -25,9 +25,9 @@ type object struct {
 	lastModified time.Time
 	contentType  string
 	header       http.Header // stored response headers and x-oss-meta-*
-	objectType   string      // Normal or Appendable
+	objectType   string      // Normal, Appendable or Multipart
 	crc64        string      // decimal CRC-64/ECMA of the content; "" for synthetic
-	contentMD5   string      // base64 MD5; "" for synthetic and appendable
+	contentMD5   string      // base64 MD5; "" for synthetic, appendable and multipart
 }
 
 // storedHeaders are the request headers a put keeps and a GET echoes.
@@ -75,7 +75,7 @@ func newStoredObject(data []byte, hdr http.Header, objectType string) *object {
 		crc64:       strconv.FormatUint(crc64ECMA(data), 10),
 	}
 	if objectType == "Normal" {
-		o.contentMD5 = base64.StdEncoding.EncodeToString(sum[:])
+		o.contentMD5 = base64MD5(sum)
 	}
 	return o
 }
@@ -205,23 +205,42 @@ func (o *object) writeContent(w io.Writer, off, n int64) error {
 	return nil
 }
 
+// unimplementedObjectSubresources are the object subresources OSS has and
+// the emulator does not, answered NotImplemented rather than served as a
+// plain object operation.
+func unimplementedObjectSubresources() []string {
+	return []string{"acl", "tagging", "symlink", "restore", "objectMeta", "x-oss-process", "x-oss-async-process", "comp"}
+}
+
 // serveObject dispatches object operations.
 func (c *call) serveObject() {
 	q := c.r.URL.Query()
-	for _, sub := range []string{"acl", "tagging", "symlink", "uploads", "uploadId", "restore", "objectMeta", "x-oss-process", "x-oss-async-process", "comp"} {
+	for _, sub := range unimplementedObjectSubresources() {
 		if q.Has(sub) {
 			c.fail(errNotImplemented())
 			return
 		}
 	}
+	if c.r.Method == http.MethodPut && c.r.Header.Get("X-Oss-Copy-Source") != "" {
+		c.fail(errNotImplemented()) // CopyObject and UploadPartCopy
+		return
+	}
+	switch {
+	case q.Has("uploadId"):
+		c.serveUpload(q)
+		return
+	case q.Has("uploads"):
+		if c.r.Method != http.MethodPost {
+			c.fail(errMethodNotAllowed())
+			return
+		}
+		c.initiateUpload(q)
+		return
+	}
 	switch c.r.Method {
 	case http.MethodGet, http.MethodHead:
 		c.getObject()
 	case http.MethodPut:
-		if c.r.Header.Get("X-Oss-Copy-Source") != "" {
-			c.fail(errNotImplemented())
-			return
-		}
 		c.putObject()
 	case http.MethodPost:
 		if !q.Has("append") {
@@ -357,7 +376,7 @@ func isWebPage(contentType, key string) bool {
 
 // putObject answers PutObject, streaming the body in.
 func (c *call) putObject() {
-	forbid := strings.EqualFold(c.r.Header.Get("X-Oss-Forbid-Overwrite"), "true")
+	forbid := forbidOverwrite(c.r.Header)
 	if forbid && c.e.lookup(c.bucket, c.key) != nil {
 		c.fail(errFileAlreadyExists())
 		return
@@ -392,6 +411,11 @@ func (c *call) putObject() {
 // existing key.
 func errFileAlreadyExists() *apiError {
 	return &apiError{http.StatusConflict, "FileAlreadyExists", "The object you specified already exists and can not be overwritten.", nil}
+}
+
+// base64MD5 is an MD5 sum as Content-MD5 carries it.
+func base64MD5(sum [md5.Size]byte) string {
+	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
 // readBody reads the request body and checks Content-MD5 when sent.
