@@ -222,7 +222,8 @@ func (h *Handler) outgoing(r *http.Request, s *site, up *upstream, x *exchange, 
 // isOSSHeader reports a header name OSS may read as x-oss-*, in any case
 // and with "_" for "-".
 func isOSSHeader(k string) bool {
-	return len(k) >= 6 && strings.EqualFold(k[:5], "x-oss") && (k[5] == '-' || k[5] == '_')
+	return len(k) >= 6 && (k[0] == 'x' || k[0] == 'X') && (k[1] == '-' || k[1] == '_') &&
+		strings.EqualFold(k[2:5], "oss") && (k[5] == '-' || k[5] == '_')
 }
 
 // forwardedFor is the X-Forwarded-For to send: the chain a trusted proxy

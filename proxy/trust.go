@@ -103,10 +103,10 @@ var objectParams = map[string]struct {
 func (p *trustPolicy) authorize(method, query string, hdr http.Header) (grant, *ossError) {
 	var g grant
 	var err *ossError
-	if g.query, err = p.authorizeQuery(method, query); err != nil {
+	if g.ossHdr, err = p.authorizeHeaders(method, hdr); err != nil {
 		return grant{}, err
 	}
-	if g.ossHdr, err = p.authorizeHeaders(method, hdr); err != nil {
+	if g.query, err = p.authorizeQuery(method, query); err != nil {
 		return grant{}, err
 	}
 	return g, nil
@@ -116,10 +116,10 @@ func (p *trustPolicy) authorize(method, query string, hdr http.Header) (grant, *
 // keeps as OSS's canonical query encodes them, so the bytes on the wire and
 // the bytes the signer hashes are the same.
 func (p *trustPolicy) authorizeQuery(method, raw string) (string, *ossError) {
-	if raw == "" {
+	mbit := methodBit(method)
+	if raw == "" && mbit != mPost {
 		return "", nil
 	}
-	mbit := methodBit(method)
 	var seen [16]string // names so far, lower case; a longer query allocates
 	names := seen[:0]
 	var b strings.Builder
