@@ -130,10 +130,13 @@ func rawWrite(t *testing.T, addr, method, bucketName, key, rawQuery string, body
 }
 
 // waitLogged waits until the emulator has answered the last logged request
-// for method and key with rawQuery and returns the status it answered. The
-// status is logged before it is written, after the operation has decided
-// whether to store anything, so it is safe to inspect the state then.
-func waitLogged(t *testing.T, e *Emulator, method, key, rawQuery string) int {
+// for method and key with rawQuery and returns it. The status is logged
+// before it is written, after the operation has decided whether to store
+// anything (and after the signature was verified and logged), so it is
+// safe to inspect the state then. Callers make the request unique in the
+// log (ResetRequests, or a unique query) so an older answer is not taken
+// for it.
+func waitLogged(t *testing.T, e *Emulator, method, key, rawQuery string) Request {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -141,7 +144,7 @@ func waitLogged(t *testing.T, e *Emulator, method, key, rawQuery string) int {
 		for i := len(rs) - 1; i >= 0; i-- {
 			if r := rs[i]; r.Method == method && r.Key == key && r.RawQuery == rawQuery {
 				if r.Status != 0 {
-					return r.Status
+					return r
 				}
 				break
 			}
@@ -229,35 +232,26 @@ func TestFailedBodyStoresNothing(t *testing.T) {
 	for _, op := range ops {
 		for _, mode := range modes {
 			t.Run(op.name+"/"+mode.String(), func(t *testing.T) {
+				e.ResetRequests()
 				before := stateOf(e, "priv")
 				st, code := rawWrite(t, addr, op.method, "priv", op.key, op.query, body, mode)
 				if mode.canReadAnswer() && (st != http.StatusBadRequest || code != "IncompleteBody") {
 					t.Errorf("answer = %d %s, want 400 IncompleteBody", st, code)
 				}
-				if got := waitLogged(t, e, op.method, op.key, op.query); got != http.StatusBadRequest {
-					t.Errorf("logged status = %d, want 400", got)
+				rq := waitLogged(t, e, op.method, op.key, op.query)
+				if rq.Status != http.StatusBadRequest {
+					t.Errorf("logged status = %d, want 400", rq.Status)
+				}
+				if !rq.Signed {
+					t.Error("request not verified as signed: the failure may be the signature's, not the body's")
 				}
 				op.check(t)
 				if after := stateOf(e, "priv"); after != before {
 					t.Errorf("state changed:\nbefore\n%s\nafter\n%s", before, after)
 				}
-				if !lastMatching(e, op.method, op.key).Signed {
-					t.Error("request not verified as signed: the failure may be the signature's, not the body's")
-				}
 			})
 		}
 	}
-}
-
-// lastMatching is the last logged request for method and key.
-func lastMatching(e *Emulator, method, key string) Request {
-	rs := e.Requests()
-	for i := len(rs) - 1; i >= 0; i-- {
-		if rs[i].Method == method && rs[i].Key == key {
-			return rs[i]
-		}
-	}
-	return Request{}
 }
 
 // mpInitiateSigned starts a multipart upload with a signed request and
