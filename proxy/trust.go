@@ -66,12 +66,16 @@ var objectParams = map[string]struct {
 	class   int
 	methods methodSet
 }{
-	"versionId":                    {qKeep, mGet | mHead | mDelete},
-	"uploads":                      {qKeep, mPost},
-	"uploadId":                     {qKeep, mGet | mPut | mPost | mDelete},
-	"partNumber":                   {qKeep, mGet | mHead | mPut},
-	"append":                       {qKeep, mPost},
-	"position":                     {qKeep, mPost},
+	"versionId":  {qKeep, mGet | mHead | mDelete},
+	"uploads":    {qKeep, mPost},
+	"uploadId":   {qKeep, mGet | mPut | mPost | mDelete},
+	"partNumber": {qKeep, mGet | mHead | mPut},
+	"append":     {qKeep, mPost},
+	"position":   {qKeep, mPost},
+	// How OSS encodes keys in multipart results, and ListParts paging.
+	"encoding-type":                {qKeep, mGet | mPost},
+	"max-parts":                    {qKeep, mGet},
+	"part-number-marker":           {qKeep, mGet},
 	"response-content-disposition": {qKeep, mGet | mHead},
 	"response-cache-control":       {qKeep, mGet | mHead},
 	"response-expires":             {qKeep, mGet | mHead},

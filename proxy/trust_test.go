@@ -107,6 +107,8 @@ func TestTrustBoundary(t *testing.T) {
 		{name: "complete multipart", method: "POST", target: "/mp.bin?uploadId=u1", want: kept, param: "uploadId"},
 		{name: "abort multipart", method: "DELETE", target: "/mp.bin?uploadId=u1", want: kept, param: "uploadId"},
 		{name: "list parts", method: "GET", target: "/mp.bin?uploadId=u1", want: kept, param: "uploadId"},
+		{name: "list parts paging", method: "GET", target: "/mp.bin?uploadId=u1&max-parts=2&part-number-marker=1&encoding-type=url", want: kept, param: "part-number-marker"},
+		{name: "initiate encoding-type", method: "POST", target: "/mp.bin?uploads&encoding-type=url", want: kept, param: "encoding-type"},
 		{name: "append", method: "POST", target: "/ap.txt?append&position=0", want: kept, param: "append"},
 		{name: "response-content-disposition", method: "GET", target: "/a.jpg?response-content-disposition=attachment", want: kept, param: "response-content-disposition"},
 		{name: "response-cache-control", method: "GET", target: "/a.jpg?response-cache-control=no-cache", want: kept, param: "response-cache-control"},
