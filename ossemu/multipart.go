@@ -149,7 +149,7 @@ func (u *upload) sortedParts() []*part {
 func (e *Emulator) newUploadID() string {
 	var tail [8]byte
 	_, _ = rand.Read(tail[:]) // crypto/rand.Read does not fail
-	return fmt.Sprintf("%08X%08X%016X", e.idSalt, uint32(e.uploadSeq.Add(1)), binary.BigEndian.Uint64(tail[:]))
+	return fmt.Sprintf("%08X%08X%016X", e.idSalt, e.uploadSeq.Add(1), binary.BigEndian.Uint64(tail[:]))
 }
 
 // errNoSuchUpload answers an upload ID that names no upload in progress.
