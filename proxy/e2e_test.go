@@ -37,7 +37,7 @@ const (
 
 // env is a gateway in front of an emulator, both on 127.0.0.1.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	emu     *ossemu.Emulator
 	emuAddr string
 	gw      *httptest.Server
@@ -97,14 +97,14 @@ access = "public"
 tls = "off"
 `
 
-func newEnv(t *testing.T, o envOpts) *env {
+func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	return newEnvWith(t, o, nil)
 }
 
 // newEnvWith is newEnv with extra sites computed from the emulator's
 // address, for sites that must name it in more than one way.
-func newEnvWith(t *testing.T, o envOpts, moreSites func(emuAddr string) string) *env {
+func newEnvWith(t testing.TB, o envOpts, moreSites func(emuAddr string) string) *env {
 	t.Helper()
 	emu := ossemu.New(ossemu.Options{Region: region})
 	emu.AddCredential(testAK, testSK, o.emulatorSTS)
