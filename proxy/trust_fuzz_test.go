@@ -49,7 +49,7 @@ methods = ["GET", "HEAD", "PUT", "POST", "DELETE"]
 actions = ["image/resize", "image/watermark", "style"]
 `})
 	seeds := []struct {
-		m                    uint8
+		m                   uint8
 		path, query, hk, hv string
 	}{
 		{0, "/a.jpg", "x-oss-process=image/resize,w_1", "X-Oss-Meta-A", "b"},
