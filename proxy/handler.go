@@ -218,6 +218,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// Redirect answers r with a 308 to location (the plain-HTTP listener's
+// redirect to HTTPS) and records it like every other answer, so the
+// access log and the metrics show the redirects clients get.
+func (h *Handler) Redirect(w http.ResponseWriter, r *http.Request, location string) {
+	st := h.state.Load()
+	x := exchange{start: time.Now(), st: st, id: h.ids.next(), w: w}
+	hdr := w.Header()
+	hdr["X-Request-Id"] = []string{x.id}
+	x.client = clientIP(r.RemoteAddr, r.Header["X-Forwarded-For"], st.trusted)
+	x.site = st.routes.lookup(r.Host)
+	hdr.Set("Location", location)
+	hdr.Set("Content-Length", "0")
+	x.status = http.StatusPermanentRedirect
+	w.WriteHeader(x.status)
+	h.finish(r, &x)
+}
+
 // serveSite runs a routed request through the site's checks and then to
 // OSS. It returns true when a response had to be cut after its headers were
 // sent.

@@ -32,6 +32,10 @@ func (m *Manager) HTTPHandler(next http.Handler, httpsPort string) http.Handler 
 					target += ":" + httpsPort
 				}
 				target += r.URL.RequestURI()
+				if rd, ok := next.(Redirector); ok {
+					rd.Redirect(w, r, target)
+					return
+				}
 				w.Header().Set("Location", target)
 				w.WriteHeader(http.StatusPermanentRedirect)
 				return
@@ -39,6 +43,13 @@ func (m *Manager) HTTPHandler(next http.Handler, httpsPort string) http.Handler 
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// Redirector is a handler that answers the HTTP-to-HTTPS redirect itself,
+// so that the redirect is logged and counted like every other answer.
+type Redirector interface {
+	// Redirect answers r with 308 Permanent Redirect to location.
+	Redirect(w http.ResponseWriter, r *http.Request, location string)
 }
 
 // HSTS wraps the HTTPS listener's handler to send the configured

@@ -188,6 +188,10 @@ func TestFleetSharesOneCertificateOnOSS(t *testing.T) {
 	}
 
 	m := scrape(t, b.admin)
+	// The redirect is an answer like any other: counted, with a request id.
+	if v, ok := metricValue(m, `gateway_requests_total{code="308",method="GET",site="img"}`); !ok || v != 1 || resp.Header.Get("X-Request-Id") == "" {
+		t.Errorf("redirect not counted (%v, %v) or without X-Request-Id", v, ok)
+	}
 	want := fmt.Sprintf(`gateway_tls_certificate_expiry_timestamp_seconds{domain="img.test"} %d`, leafB.NotAfter.Unix())
 	if !strings.Contains(m, want) {
 		// The metric is written as a float; compare the number.
