@@ -124,8 +124,9 @@ func (p *trustPolicy) authorizeQuery(method, raw string) (string, *ossError) {
 	if raw == "" && mbit != mPost {
 		return "", nil
 	}
-	var seen [16]string // names so far, lower case; a longer query allocates
+	var seen [16]string // the names so far; a longer query moves to a map
 	names := seen[:0]
+	var many map[string]bool
 	var b strings.Builder
 	var has uint8 // which write operation parameters are present
 	const (
@@ -147,12 +148,9 @@ func (p *trustPolicy) authorizeQuery(method, raw string) (string, *ossError) {
 		if err1 != nil || err2 != nil || dk == "" {
 			return "", errBadQuery
 		}
-		for _, n := range names {
-			if strings.EqualFold(n, dk) {
-				return "", errDuplicateQuery // OSS would see another request than the one checked here
-			}
+		if seenName(&names, &many, dk) {
+			return "", errDuplicateQuery // OSS would see another request than the one checked here
 		}
-		names = append(names, dk)
 
 		rule, known := objectParams[dk]
 		switch {
@@ -210,6 +208,33 @@ func (p *trustPolicy) authorizeQuery(method, raw string) (string, *ossError) {
 		}
 	}
 	return b.String(), nil
+}
+
+// seenName reports whether name (compared case-insensitively) was seen
+// before, and records it. A query of many names is checked through a map,
+// so no query costs more than linear time.
+func seenName(names *[]string, many *map[string]bool, name string) bool {
+	if *many == nil {
+		for _, n := range *names {
+			if strings.EqualFold(n, name) {
+				return true
+			}
+		}
+		if len(*names) < cap(*names) {
+			*names = append(*names, name)
+			return false
+		}
+		*many = make(map[string]bool, 2*len(*names))
+		for _, n := range *names {
+			(*many)[strings.ToLower(n)] = true
+		}
+	}
+	l := strings.ToLower(name)
+	if (*many)[l] {
+		return true
+	}
+	(*many)[l] = true
+	return false
 }
 
 // authorizeHeaders returns the client x-oss-* headers a private site
