@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,13 +49,23 @@ func TestMain(m *testing.M) {
 // freePort returns a loopback address nobody listens on right now.
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		// A port just closed can be handed out again at once: never give
+		// the same one twice in a run, or two listeners of one config clash.
+		if _, dup := handedPorts.LoadOrStore(addr, true); !dup {
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
+
+// handedPorts are the addresses freePort has returned in this test run.
+var handedPorts sync.Map
 
 // process is a running gateway binary.
 type process struct {
