@@ -360,8 +360,8 @@ func (sc *siteCheck) run(ctx context.Context) {
 	sc.tls(ctx)
 }
 
-// upstream is where a site's requests go, as DESIGN.md's "Upstream
-// addressing" fixes it.
+// upstream is where a site's requests go, by the same upstream addressing
+// rules as the proxy.
 type upstream struct {
 	scheme string // http or https
 	addr   string // host[:port] connected to (and the TLS SNI)
@@ -561,7 +561,7 @@ func randomKey() string {
 }
 
 // cname reports, for each custom domain of the site (and a custom
-// upstream_host), whether it is bound to the bucket. Per DESIGN.md an
+// upstream_host), whether it is bound to the bucket. As documented, an
 // unbound domain is a warning, and a failure only when upstream_host is
 // that domain, since OSS then routes by it.
 func (sc *siteCheck) cname(ctx context.Context) {

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// The defaults below are those of DESIGN.md. Decoding starts from them and
+// The defaults below are the documented ones (gateway.example.toml). Decoding starts from them and
 // overwrites only the keys that the file writes, so a key left out of the
 // file, including a boolean whose default is true, keeps its default, and a
 // key written with its zero value ("", 0, false, []) keeps that value.

@@ -1,6 +1,6 @@
 // Package config loads, defaults and validates the gateway's TOML file.
 //
-// The schema is the external contract of DESIGN.md: every key there has a
+// The schema is the gateway's external contract (README, docs/): every key there has a
 // field here, and every field here is a key there. Load returns either a
 // Config that later packages can use without re-checking anything, or an
 // error listing every problem found, one line each.

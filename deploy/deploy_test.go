@@ -49,7 +49,7 @@ import (
 //     prometheus/scrape.yml against the admin port.
 //   - storage_test.go: the in-memory series store the PromQL engine reads.
 
-// designMetrics is the metric table of DESIGN.md: name, type, labels.
+// designMetrics is the documented metric table (README, Metrics): name, type, labels.
 var designMetrics = map[string]struct {
 	typ    dto.MetricType
 	labels []string
@@ -68,7 +68,7 @@ var designMetrics = map[string]struct {
 	"gateway_build_info":                               {dto.MetricType_GAUGE, []string{"version", "goversion"}},
 }
 
-// labelValues are the label values DESIGN.md fixes, per metric family and
+// labelValues are the label values the metrics contract fixes, per metric family and
 // label. Selectors that compare these labels must name one of them, and the
 // synthetic series use all of them.
 var labelValues = map[string]map[string][]string{
@@ -252,7 +252,7 @@ func gatewayRegistry(t testing.TB) *gatewayMetrics {
 }
 
 // TestRegistryMatchesDesign anchors everything else here: the registry the
-// checks use is the one DESIGN.md describes, names, types and labels.
+// checks use is the documented one, names, types and labels.
 func TestRegistryMatchesDesign(t *testing.T) {
 	g := gatewayRegistry(t)
 	for name, want := range designMetrics {
@@ -267,7 +267,7 @@ func TestRegistryMatchesDesign(t *testing.T) {
 			continue
 		}
 		if fam.GetType() != want.typ {
-			t.Errorf("%s is a %v, DESIGN.md says %v", name, fam.GetType(), want.typ)
+			t.Errorf("%s is a %v, the contract says %v", name, fam.GetType(), want.typ)
 		}
 		var got []string
 		for l := range g.series[seriesName(name, want.typ)].labels {
@@ -278,7 +278,7 @@ func TestRegistryMatchesDesign(t *testing.T) {
 		sort.Strings(got)
 		w := slices.Sorted(slices.Values(want.labels))
 		if !slices.Equal(got, w) {
-			t.Errorf("%s has labels %v, DESIGN.md says %v", name, got, w)
+			t.Errorf("%s has labels %v, the contract says %v", name, got, w)
 		}
 	}
 	for _, n := range []string{"go_goroutines", "process_resident_memory_bytes", "process_cpu_seconds_total", "go_memstats_heap_inuse_bytes", "process_open_fds", "process_max_fds"} {

@@ -226,7 +226,7 @@ func TestECSGuide(t *testing.T) {
 			continue // a file or host name, not a key
 		}
 		if !knownConfigKey(w) {
-			t.Errorf("ECS.md names `%s`, which is no config key (DESIGN.md spells them)", w)
+			t.Errorf("ECS.md names `%s`, which is no config key (config/types.go spells them)", w)
 		}
 	}
 	for _, k := range configKeyRE.FindAllString(text, -1) {

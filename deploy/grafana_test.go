@@ -57,7 +57,7 @@ type dashboard struct {
 	Panels []panel `json:"panels"`
 }
 
-// The metrics the dashboard must show (DESIGN.md's table plus the process
+// The metrics the dashboard must show (the documented table plus the process
 // health the deployment brief asks for).
 var dashboardMetrics = []string{
 	"gateway_requests_total", "gateway_request_duration_seconds_bucket", "gateway_response_bytes_total",

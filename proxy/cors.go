@@ -17,7 +17,7 @@ import (
 // http.Header's Add and Set never write into an existing slice in place
 // (Add appends to a full one, so it copies), and nothing in the gateway does.
 //
-// Semantics, as OSS documents them and DESIGN.md fixes them:
+// Semantics, as OSS documents them:
 //
 //   - Rules are tried in order and the first match wins; a request that
 //     matches none gets no CORS headers (a preflight gets 403).

@@ -245,7 +245,7 @@ func (h *Handler) serveSite(w http.ResponseWriter, r *http.Request, s *site, x *
 	return h.forward(w, r, x)
 }
 
-// admit applies the site's rules in the order DESIGN.md fixes: path,
+// admit applies the site's rules in the documented order: path,
 // allow_ips, rate limits, CORS preflight, method, url_auth, Referer. It
 // returns false when it has answered the request itself; otherwise x.key and
 // x.query are what to ask OSS for.

@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// Metrics are the gateway's Prometheus series, exactly as DESIGN.md names
+// Metrics are the gateway's Prometheus series, exactly as the README names
 // them. They live in one struct registered on a caller-supplied registry so
 // that tests and config reloads never fight over a global one.
 type Metrics struct {

@@ -466,7 +466,7 @@ ttl = "10m"
 
 func TestCheckOrder(t *testing.T) {
 	// A request that breaks every rule is refused for the first in
-	// DESIGN.md's order: path, allow_ips, rate limit, preflight, method,
+	// The documented order: path, allow_ips, rate limit, preflight, method,
 	// url_auth, Referer.
 	t.Setenv("ORDER_KEY", "k")
 	e := newEnv(t, envOpts{sites: policySite("order", `

@@ -18,7 +18,7 @@ const maxRefererLen = 4096
 // compiled once per config load so that allow does no parsing and no
 // allocation per request.
 //
-// Matching, as DESIGN.md fixes it and OSS documents it:
+// Matching, as OSS documents it:
 //
 //   - An entry must match the WHOLE Referer, after truncation: allow_truncate_query
 //     drops "?…" and "#…"; truncate_path keeps only scheme://host[:port].

@@ -116,6 +116,10 @@ func (p *trustPolicy) authorize(method, query string, hdr http.Header) (grant, *
 	return g, nil
 }
 
+// reads are the methods that cannot change anything: an unknown parameter
+// is stripped from them, never refused.
+const reads = mGet | mHead | mOptions
+
 // authorizeQuery checks every parameter of raw and re-encodes those it
 // keeps as OSS's canonical query encodes them, so the bytes on the wire and
 // the bytes the signer hashes are the same.
@@ -135,6 +139,7 @@ func (p *trustPolicy) authorizeQuery(method, raw string) (string, *ossError) {
 		hasPartNumber
 		hasAppend
 		hasPosition
+		hasVersionID
 	)
 	for raw != "" {
 		var kv string
@@ -154,7 +159,7 @@ func (p *trustPolicy) authorizeQuery(method, raw string) (string, *ossError) {
 
 		rule, known := objectParams[dk]
 		switch {
-		case !known && (mbit&(mGet|mHead) != 0):
+		case !known && (mbit&reads != 0):
 			continue
 		case !known:
 			return "", errOperationRefused
@@ -170,7 +175,7 @@ func (p *trustPolicy) authorizeQuery(method, raw string) (string, *ossError) {
 				return "", err
 			}
 		case mbit&rule.methods == 0:
-			if mbit&(mGet|mHead) != 0 {
+			if mbit&reads != 0 {
 				continue
 			}
 			return "", errOperationRefused
@@ -186,6 +191,8 @@ func (p *trustPolicy) authorizeQuery(method, raw string) (string, *ossError) {
 			has |= hasAppend
 		case "position":
 			has |= hasPosition
+		case "versionId":
+			has |= hasVersionID
 		}
 		if b.Len() > 0 {
 			b.WriteByte('&')
@@ -205,6 +212,10 @@ func (p *trustPolicy) authorizeQuery(method, raw string) (string, *ossError) {
 	case mPost:
 		if has != hasUploads && has != hasUploadID && has != hasAppend|hasPosition {
 			return "", errOperationRefused
+		}
+	case mDelete:
+		if has != 0 && has != hasUploadID && has != hasVersionID {
+			return "", errOperationRefused // DeleteObject or AbortMultipartUpload, not both
 		}
 	}
 	return b.String(), nil

@@ -133,6 +133,7 @@ func TestTrustBoundary(t *testing.T) {
 		{name: "put partNumber alone", method: "PUT", target: "/a.jpg?partNumber=1", want: refused, status: 403, code: "AccessDenied", reason: "method"},
 		{name: "post nothing", method: "POST", target: "/a.jpg", want: refused, status: 403, code: "AccessDenied", reason: "method"},
 		{name: "post append without position", method: "POST", target: "/a.jpg?append", want: refused, status: 403, code: "AccessDenied", reason: "method"},
+		{name: "delete version and upload", method: "DELETE", target: "/a.jpg?versionId=1&uploadId=u", want: refused, status: 403, code: "AccessDenied", reason: "method"},
 		{name: "delete uploads", method: "DELETE", target: "/a.jpg?uploads", want: refused, status: 403, code: "AccessDenied", reason: "method"},
 
 		// Repeated and malformed query parameters.

@@ -35,7 +35,7 @@ type Addressing struct {
 	Host   string
 }
 
-// ResolveEndpoint applies DESIGN.md's "Upstream addressing" to a site's
+// ResolveEndpoint applies the upstream addressing rules (README, Configuration) to a site's
 // endpoint keyword or URL.
 func ResolveEndpoint(s *config.Site, endpoint string) (Addressing, error) {
 	a := Addressing{Scheme: s.UpstreamScheme}

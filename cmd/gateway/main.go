@@ -1,5 +1,5 @@
 // Command gateway serves Alibaba Cloud OSS buckets behind custom domains.
-// It only parses flags and wires packages together; see DESIGN.md for the
+// It only parses flags and wires packages together; see README.md for the
 // command line it implements.
 package main
 

@@ -17,7 +17,7 @@ import (
 	"github.com/oss-gateway/gateway/ossemu"
 )
 
-// designMetrics is the metrics table of DESIGN.md: every name, its type and
+// designMetrics is the documented metrics table: every name, its type and
 // its labels.
 var designMetrics = map[string]struct {
 	typ    dto.MetricType
@@ -39,7 +39,7 @@ var designMetrics = map[string]struct {
 
 // TestMetricsAfterTraffic drives the binary through every kind of outcome
 // (success, upload, OSS error, unknown host, each denial, a retry, the
-// fallback, a reload) and then checks the scrape: every DESIGN metric with
+// fallback, a reload) and then checks the scrape: every documented metric with
 // its type and exact label names, label values from the bounded sets only,
 // and the counts the traffic implies.
 func TestMetricsAfterTraffic(t *testing.T) {
@@ -215,7 +215,7 @@ max_delay = "2ms"
 	}
 }
 
-// checkLabelValue fails on a label value outside the bounded sets DESIGN
+// checkLabelValue fails on a label value outside the bounded sets the contract
 // fixes: no label may carry raw client input.
 func checkLabelValue(t *testing.T, metric, label, value string) {
 	t.Helper()
