@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oss-gateway/gateway/config"
+	"github.com/oss-gateway/gateway/internal/framing"
 )
 
 // Options are the long-lived collaborators of a Handler; they outlive config
@@ -201,6 +202,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.client = clientIP(r.RemoteAddr, r.Header["X-Forwarded-For"], st.trusted)
 
 	x.site = st.routes.lookup(r.Host)
+	if framing.Conflict(r) {
+		// Content-Length and Transfer-Encoding together: net/http chose
+		// one, a proxy in front may have chosen the other.
+		h.refuse(w, r, &x, errAmbiguousFraming)
+		h.finish(r, &x)
+		return
+	}
 	if x.site == nil {
 		h.refuse(w, r, &x, errMisdirected)
 		h.finish(r, &x)
@@ -228,6 +236,11 @@ func (h *Handler) Redirect(w http.ResponseWriter, r *http.Request, location stri
 	hdr["X-Request-Id"] = []string{x.id}
 	x.client = clientIP(r.RemoteAddr, r.Header["X-Forwarded-For"], st.trusted)
 	x.site = st.routes.lookup(r.Host)
+	if framing.Conflict(r) {
+		h.refuse(w, r, &x, errAmbiguousFraming)
+		h.finish(r, &x)
+		return
+	}
 	hdr.Set("Location", location)
 	hdr.Set("Content-Length", "0")
 	x.status = http.StatusPermanentRedirect
@@ -351,6 +364,9 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, x *exchange, e 
 	}
 	if e.closesConn() {
 		w.Header().Set("Connection", "close")
+		// Nothing more is read from this connection: without this,
+		// net/http would first wait to drain what is left of the body.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 	}
 	x.bytesOut += int64(writeError(w, r, e, x.id))
 }

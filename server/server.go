@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oss-gateway/gateway/config"
+	"github.com/oss-gateway/gateway/internal/framing"
 	"github.com/oss-gateway/gateway/proxy"
 	gwtls "github.com/oss-gateway/gateway/tls"
 )
@@ -115,6 +116,10 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		if cfg.Server.ProxyProtocol {
 			httpLn = wrapProxyProtocol(httpLn, cfg.Server.TrustedProxyNets, cfg.Server.ReadHeaderTimeout.D())
 		}
+		// Outermost: it watches the plain HTTP each request head arrives
+		// in, so a head with both Content-Length and Transfer-Encoding
+		// can be refused (net/http resolves it before the handler).
+		httpLn = framing.NewListener(httpLn)
 	}
 	if cfg.Admin.Listen != "" {
 		if adminLn, err = listen(cfg.Admin.Listen); err != nil {
@@ -155,6 +160,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 	}
 	srv := newServer(h)
+	srv.ConnContext = framing.ConnContext
 	var srvTLS *http.Server
 	if certs != nil {
 		_, httpsPort, _ := net.SplitHostPort(addrs.HTTPS)

@@ -1399,3 +1399,56 @@ max_delay = "200ms"
 		t.Errorf("big.bin range after the soak: %d, %d bytes", resp.StatusCode, len(body))
 	}
 }
+
+// TestAmbiguousFramingIsRefusedAndClosed: a request head with both
+// Content-Length and Transfer-Encoding, after a clean request on the same
+// keep-alive connection, gets 400 InvalidRequest, the connection closes,
+// nothing reaches OSS, and the refusal is logged and counted.
+func TestAmbiguousFramingIsRefusedAndClosed(t *testing.T) {
+	emu, emuAddr := startEmulator(t)
+	addTestCredential(emu)
+	emu.CreateBucket("bkt", ossemu.Private)
+	emu.PutObject("bkt", "a.txt", []byte("hello"), nil)
+	p := startGateway(t, gatewayConfig("", siteTable("files", "files.test", "bkt", "http://"+emuAddr, "private", `methods = ["GET", "HEAD", "PUT"]`)), testCredentials...)
+
+	for _, order := range []string{"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", "transfer-encoding: chunked\r\ncontent-length: 5\r\n"} {
+		c, err := net.Dial("tcp", p.http)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		fmt.Fprint(c, "GET /a.txt HTTP/1.1\r\nHost: files.test\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(body) != "hello" {
+			t.Fatalf("clean request first: %d %q", resp.StatusCode, body)
+		}
+		before := len(clientRequests(emu))
+		fmt.Fprint(c, "PUT /b.txt HTTP/1.1\r\nHost: files.test\r\n"+order+"\r\n5\r\nhello\r\n0\r\n\r\n")
+		resp, err = http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		if resp.StatusCode != 400 || !strings.Contains(string(body), "<Code>InvalidRequest</Code>") || !resp.Close {
+			t.Fatalf("%q: %d close=%v %s", order, resp.StatusCode, resp.Close, body)
+		}
+		if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+			t.Fatalf("%q: connection still open after the refusal (%v)", order, err)
+		}
+		c.Close()
+		if up := clientRequests(emu)[before:]; len(up) != 0 {
+			t.Fatalf("reached OSS: %v", up[0])
+		}
+		if _, ok := emu.Object("bkt", "b.txt"); ok {
+			t.Fatal("stored")
+		}
+	}
+	if v, ok := metricValue(scrape(t, p.admin), `gateway_requests_total{code="400",method="PUT",site="files"}`); !ok || v != 2 {
+		t.Fatalf("requests{code=400} = %v %v", v, ok)
+	}
+}
