@@ -75,7 +75,7 @@ var labelValues = map[string]map[string][]string{
 	"gateway_upstream_requests_total":   {"endpoint": {"primary", "fallback"}},
 	"gateway_upstream_duration_seconds": {"endpoint": {"primary", "fallback"}},
 	"gateway_upstream_retries_total":    {"reason": {"status", "reset", "dial", "timeout", "body_cut"}},
-	"gateway_denied_total":              {"reason": {"referer", "cors", "ip", "rate_limit", "method", "url_auth", "path"}},
+	"gateway_denied_total":              {"reason": {"referer", "cors", "ip", "rate_limit", "method", "url_auth", "path", "header", "process"}},
 	"gateway_config_reloads_total":      {"result": {"success", "error"}},
 }
 

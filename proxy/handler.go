@@ -259,7 +259,8 @@ func (h *Handler) serveSite(w http.ResponseWriter, r *http.Request, s *site, x *
 }
 
 // admit applies the site's rules in the documented order: path,
-// allow_ips, rate limits, CORS preflight, method, url_auth, Referer. It
+// allow_ips, rate limits, CORS preflight, method, request body, url_auth,
+// Referer, and on private sites the trust policy. It
 // returns false when it has answered the request itself; otherwise x.key and
 // x.query are what to ask OSS for.
 func (h *Handler) admit(w http.ResponseWriter, r *http.Request, s *site, x *exchange) bool {

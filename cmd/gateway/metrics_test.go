@@ -233,7 +233,7 @@ func checkLabelValue(t *testing.T, metric, label, value string) {
 		if metric == "gateway_upstream_retries_total" {
 			ok = slices.Contains([]string{"status", "reset", "dial", "timeout", "body_cut"}, value)
 		} else {
-			ok = slices.Contains([]string{"referer", "cors", "ip", "rate_limit", "method", "url_auth", "path"}, value)
+			ok = slices.Contains([]string{"referer", "cors", "ip", "rate_limit", "method", "url_auth", "path", "header", "process"}, value)
 		}
 	case "result":
 		ok = value == "success" || value == "error"
