@@ -27,6 +27,7 @@ func defaultConfig() Config {
 			UpstreamHeaderTimeout: Duration(30 * time.Second),
 			TrustedProxies:        nil,
 			ProxyProtocol:         false,
+			UpstreamTransport:     "native",
 		},
 		Admin: Admin{
 			Listen: "127.0.0.1:9090",

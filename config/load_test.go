@@ -145,6 +145,7 @@ func TestDefaults(t *testing.T) {
 			ShutdownDelay:         0,
 			UpstreamDialTimeout:   Duration(5 * time.Second),
 			UpstreamHeaderTimeout: Duration(30 * time.Second),
+			UpstreamTransport:     "native",
 			TrustedProxyNets:      []netip.Prefix{},
 		},
 		Admin: Admin{

@@ -40,6 +40,10 @@ type Server struct {
 	UpstreamHeaderTimeout Duration `toml:"upstream_header_timeout"`
 	TrustedProxies        []string `toml:"trusted_proxies"`
 	ProxyProtocol         bool     `toml:"proxy_protocol"`
+	// UpstreamTransport picks the HTTP client to OSS: "native" (the
+	// gateway's own HTTP/1.1 client) or "stdlib" (net/http's Transport,
+	// the reference the native one is tested against).
+	UpstreamTransport string `toml:"upstream_transport"`
 
 	// TrustedProxyNets is TrustedProxies parsed (a bare IP becomes a /32 or /128).
 	TrustedProxyNets []netip.Prefix `toml:"-"`

@@ -36,6 +36,9 @@ func (s *Server) validate(p *problems) {
 	case s.HTTPListen == s.HTTPSListen && !strings.HasSuffix(s.HTTPListen, ":0"):
 		p.add("server.https_listen", "%q is also server.http_listen; one address cannot serve both", s.HTTPSListen)
 	}
+	if !oneOf(s.UpstreamTransport, "native", "stdlib") {
+		p.add("server.upstream_transport", `%q is not "native" or "stdlib"`, s.UpstreamTransport)
+	}
 	if s.MaxHeaderBytes <= 0 {
 		p.add("server.max_header_bytes", "must be positive, not %d", s.MaxHeaderBytes)
 	}

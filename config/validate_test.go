@@ -68,6 +68,7 @@ func TestValidationProblems(t *testing.T) {
 		{"no listener", before(`[server]`, `http_listen = ""`, `https_listen = ""`) + "tls = \"off\"\n", "server.https_listen", 3, "at least one listener is needed"},
 		{"same listener", before(`[server]`, `http_listen = ":8080"`, `https_listen = ":8080"`), "server.https_listen", 3, "one address cannot serve both"},
 		{"max_header_bytes", before(`[server]`, `max_header_bytes = 0`), "server.max_header_bytes", 2, "must be positive"},
+		{"upstream_transport", before(`[server]`, `upstream_transport = "fasthttp"`), "server.upstream_transport", 2, `"fasthttp" is not "native" or "stdlib"`},
 		{"trusted_proxies", before(`[server]`, `trusted_proxies = ["10.0.0.0/8",`, `  "10.0.0.300"]`), "server.trusted_proxies[1]", 3, `"10.0.0.300" is not a CIDR`},
 		{"proxy_protocol without trusted", before(`[server]`, `proxy_protocol = true`), "server.proxy_protocol", 2, "trusted_proxies is empty"},
 

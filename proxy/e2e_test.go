@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -130,6 +131,10 @@ func newEnvWith(t testing.TB, o envOpts, moreSites func(emuAddr string) string) 
 		sites = defaultSites + sites
 	}
 	server := o.server
+	// .ci/run runs this package's tests once per upstream client.
+	if mode := os.Getenv("GATEWAY_TEST_UPSTREAM_TRANSPORT"); mode != "" && !strings.Contains(server, "upstream_transport") {
+		server = "upstream_transport = \"" + mode + "\"\n" + server
+	}
 	if !strings.Contains(server, "upstream_header_timeout") {
 		server += "\nupstream_header_timeout = \"2s\"\n"
 	}

@@ -81,6 +81,7 @@ func New(cfg *config.Config, o Options) (*Handler, error) {
 	}
 	if o.Transport == nil {
 		o.Transport = NewTransport(TransportOptions{
+			Mode:          cfg.Server.UpstreamTransport,
 			DialTimeout:   cfg.Server.UpstreamDialTimeout.D(),
 			HeaderTimeout: cfg.Server.UpstreamHeaderTimeout.D(),
 		})

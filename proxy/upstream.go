@@ -79,6 +79,8 @@ func resolveEndpoint(s *config.Site, endpoint, label string) (*upstream, error) 
 
 // TransportOptions are the upstream connection settings from [server].
 type TransportOptions struct {
+	// Mode is upstream_transport: "native" (or "") or "stdlib".
+	Mode          string
 	DialTimeout   time.Duration
 	HeaderTimeout time.Duration
 	// RootCAs overrides the system roots (tests against a TLS emulator).
@@ -90,16 +92,44 @@ type TransportOptions struct {
 // burst dial), no transparent gzip (the client's Accept-Encoding passes
 // through and bodies stream as OSS sent them), never an environment proxy,
 // and the configured dial and response-header timeouts.
+//
+// Mode "stdlib" returns net/http's Transport with the same settings (and
+// HTTP(S)_PROXY from the environment honoured): the reference the native
+// client is held to, and the choice when a proxy must be used.
 func NewTransport(o TransportOptions) http.RoundTripper {
+	if o.Mode == "stdlib" {
+		return &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.RootCAs},
+			TLSHandshakeTimeout:   o.DialTimeout + 5*time.Second,
+			ResponseHeaderTimeout: o.HeaderTimeout,
+			DisableCompression:    true,
+			MaxIdleConnsPerHost:   maxIdlePerHost,
+			IdleConnTimeout:       upstreamIdleTimeout,
+			// HTTP/1.1 as the native client speaks it: OSS serves both
+			// alike, and one connection per request streams best.
+			TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
+		}
+	}
 	return &upstreamClient{
 		dialer:           net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second},
 		tlsConfig:        &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.RootCAs},
 		headerTimeout:    o.HeaderTimeout,
 		handshakeTimeout: o.DialTimeout + 5*time.Second,
-		idleTimeout:      50 * time.Second, // below OSS's own keep-alive timeout
-		maxIdlePerHost:   256,
+		idleTimeout:      upstreamIdleTimeout,
+		maxIdlePerHost:   maxIdlePerHost,
 	}
 }
+
+const (
+	// upstreamIdleTimeout closes idle connections to OSS before OSS's own
+	// keep-alive timeout does.
+	upstreamIdleTimeout = 50 * time.Second
+	// maxIdlePerHost is deep: OSS is one host per bucket, so a shallow
+	// pool would make every burst dial.
+	maxIdlePerHost = 256
+)
 
 // isTimeout reports whether err is the transport giving up waiting, as
 // opposed to a refused or reset connection.
