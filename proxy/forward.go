@@ -111,7 +111,7 @@ func (h *Handler) roundTrip(r *http.Request, x *exchange, up *upstream, method, 
 		}
 	}
 	t0 := time.Now()
-	resp, err := h.opts.Transport.RoundTrip(out)
+	resp, err := x.st.transport.RoundTrip(out)
 	x.upstreamWait = time.Since(t0)
 	if err == nil || x.upload == nil || x.upload.failed.Load() == nil {
 		s.metrics.upstreamDuration(up.label).Observe(x.upstreamWait.Seconds())

@@ -30,7 +30,8 @@ type Options struct {
 	Logger      *slog.Logger // operational errors; nil discards
 	AccessLog   *slog.Logger // one line per request; nil = off
 	Credentials credentials.CredentialsProvider
-	// Transport carries requests to OSS; nil builds one from [server].
+	// Transport carries requests to OSS; nil builds one from [server],
+	// and a new one whenever a reload changes its settings.
 	Transport http.RoundTripper
 	// Getenv reads url_auth keys; nil means os.Getenv.
 	Getenv func(string) string
@@ -66,6 +67,13 @@ type state struct {
 	uploadStall time.Duration
 	// accessLogSample is log.access_log_sample.
 	accessLogSample float64
+	// accessLog is log.access_log.
+	accessLog bool
+
+	// transport carries this config's requests to OSS; transportOpts
+	// are the settings it was built with (zero when injected).
+	transport     http.RoundTripper
+	transportOpts TransportOptions
 }
 
 // New builds a Handler serving cfg.
@@ -78,13 +86,6 @@ func New(cfg *config.Config, o Options) (*Handler, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Transport == nil {
-		o.Transport = NewTransport(TransportOptions{
-			Mode:          cfg.Server.UpstreamTransport,
-			DialTimeout:   cfg.Server.UpstreamDialTimeout.D(),
-			HeaderTimeout: cfg.Server.UpstreamHeaderTimeout.D(),
-		})
 	}
 	h := &Handler{opts: o, ids: newRequestIDs()}
 	if err := h.Load(cfg); err != nil {
@@ -100,9 +101,35 @@ func (h *Handler) Load(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	h.state.Store(st)
+	old := h.state.Swap(st)
 	h.health.prune(st)
+	if old != nil && old.transport != st.transport {
+		// Requests still running on the old config keep their
+		// connections; what they leave idle is closed once they are done.
+		if ci, ok := old.transport.(interface{ CloseIdleConnections() }); ok {
+			ci.CloseIdleConnections()
+			time.AfterFunc(cfg.Server.ShutdownGrace.D()+time.Second, ci.CloseIdleConnections)
+		}
+	}
 	return nil
+}
+
+// transportFor returns the transport cfg's requests go through: the
+// injected one, the running one when its settings are unchanged, or a new
+// one.
+func (h *Handler) transportFor(cfg *config.Config) (http.RoundTripper, TransportOptions) {
+	if h.opts.Transport != nil {
+		return h.opts.Transport, TransportOptions{}
+	}
+	o := TransportOptions{
+		Mode:          cfg.Server.UpstreamTransport,
+		DialTimeout:   cfg.Server.UpstreamDialTimeout.D(),
+		HeaderTimeout: cfg.Server.UpstreamHeaderTimeout.D(),
+	}
+	if cur := h.state.Load(); cur != nil && cur.transportOpts == o {
+		return cur.transport, o
+	}
+	return NewTransport(o), o
 }
 
 // Config returns the config being served.
@@ -116,7 +143,9 @@ func (h *Handler) compile(cfg *config.Config) (*state, error) {
 		upstreamStall:   cfg.Server.UpstreamHeaderTimeout.D(),
 		uploadStall:     cfg.Server.ReadHeaderTimeout.D(),
 		accessLogSample: cfg.Log.AccessLogSample,
+		accessLog:       cfg.Log.AccessLog,
 	}
+	st.transport, st.transportOpts = h.transportFor(cfg)
 	if cfg.Server.WriteTimeout == 0 {
 		st.progressTimeout = cfg.Server.IdleTimeout.D()
 	}
@@ -406,7 +435,7 @@ func (h *Handler) finish(r *http.Request, x *exchange) {
 		cause = x.err.Error()
 		h.opts.Logger.Warn("upstream request failed", "request_id", x.id, "status", x.status, "error", cause)
 	}
-	if al := h.opts.AccessLog; al != nil && x.logged(x.st.accessLogSample) {
+	if al := h.opts.AccessLog; al != nil && x.st.accessLog && x.logged(x.st.accessLogSample) {
 		siteName := "unknown"
 		if x.site != nil {
 			siteName = x.site.name

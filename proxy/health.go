@@ -132,7 +132,7 @@ func (h *Handler) probe(ctx context.Context, up *upstream, timeout time.Duration
 	}
 	req.Host = up.host
 	req.Header.Set("User-Agent", "oss-gateway-probe")
-	resp, err := h.opts.Transport.RoundTrip(req)
+	resp, err := h.state.Load().transport.RoundTrip(req)
 	if err != nil {
 		h.opts.Logger.Debug("upstream probe failed", "upstream", up.addr, "error", err)
 		return

@@ -71,19 +71,19 @@ const defaultProxyHeaderTimeout = 10 * time.Second
 // The PROXY listener must be the innermost wrapper: the header precedes the
 // TLS handshake, so the HTTPS listener is tls.NewListener(wrapProxyProtocol(ln, ...)).
 // With no trusted peers nobody's header can be believed, and ln is returned
-// unchanged.
-func wrapProxyProtocol(ln net.Listener, trusted []netip.Prefix, headerTimeout time.Duration) net.Listener {
-	if len(trusted) == 0 {
+// unchanged. trusted is asked on every connection, so a reload that
+// changes trusted_proxies applies to the next connection.
+func wrapProxyProtocol(ln net.Listener, trusted func() []netip.Prefix, headerTimeout time.Duration) net.Listener {
+	if len(trusted()) == 0 {
 		return ln
 	}
 	if headerTimeout <= 0 {
 		headerTimeout = defaultProxyHeaderTimeout
 	}
-	nets := append([]netip.Prefix(nil), trusted...) // the caller may reuse its slice
 	return &proxyproto.Listener{
 		Listener: ln,
 		ConnPolicy: func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
-			if peerTrusted(o.Upstream, nets) {
+			if peerTrusted(o.Upstream, trusted()) {
 				return proxyproto.USE, nil
 			}
 			return proxyproto.SKIP, nil

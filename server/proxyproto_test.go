@@ -53,7 +53,7 @@ func startPP(t *testing.T, trusted []netip.Prefix, headerTimeout time.Duration) 
 		}),
 		ErrorLog: log.New(io.Discard, "", 0),
 	}
-	go srv.Serve(wrapProxyProtocol(ln, trusted, headerTimeout))
+	go srv.Serve(wrapProxyProtocol(ln, func() []netip.Prefix { return trusted }, headerTimeout))
 	t.Cleanup(func() { srv.Close() })
 	return s
 }
@@ -231,7 +231,7 @@ func TestProxyProtocolUnderTLS(t *testing.T) {
 		io.WriteString(w, r.RemoteAddr)
 	}))
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.Listener = wrapProxyProtocol(srv.Listener, loopback, 5*time.Second)
+	srv.Listener = wrapProxyProtocol(srv.Listener, func() []netip.Prefix { return loopback }, 5*time.Second)
 	srv.StartTLS() // wraps our listener in tls.NewListener
 	defer srv.Close()
 
@@ -265,7 +265,7 @@ func TestWrapProxyProtocolNoTrustedPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	if got := wrapProxyProtocol(ln, nil, time.Second); got != ln {
+	if got := wrapProxyProtocol(ln, func() []netip.Prefix { return nil }, time.Second); got != ln {
 		t.Fatal("with no trusted peers the listener must be returned unchanged")
 	}
 }

@@ -6,9 +6,11 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -60,7 +62,8 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if o.Stderr == nil {
 		o.Stderr = os.Stderr
 	}
-	logger := NewLogger(o.Stderr, cfg.Log)
+	logs := newLogSwitch(o.Stderr, cfg.Log)
+	logger := slog.New(logs)
 	for _, w := range cfg.Warnings() {
 		logger.Warn(w)
 	}
@@ -74,19 +77,20 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			return err
 		}
 	}
-	var accessLog *slog.Logger
-	if cfg.Log.AccessLog {
-		accessLog = NewLogger(o.Stdout, config.Log{Format: cfg.Log.Format, Level: "info"})
-	}
+	// The access log is always wired; log.access_log switches it per config.
+	accessLogs := newLogSwitch(o.Stdout, config.Log{Format: cfg.Log.Format, Level: "info"})
 	h, err := proxy.New(cfg, proxy.Options{
 		Metrics:     metrics,
 		Logger:      logger,
-		AccessLog:   accessLog,
+		AccessLog:   slog.New(accessLogs),
 		Credentials: creds,
 	})
 	if err != nil {
 		return err
 	}
+	current := atomic.Pointer[config.Config]{}
+	current.Store(cfg)
+	trusted := func() []netip.Prefix { return current.Load().Server.TrustedProxyNets }
 
 	// Open every listener before serving on any, so a config whose second
 	// address is taken fails without having half-started.
@@ -114,7 +118,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		addrs.HTTP = httpLn.Addr().String()
 		httpLn = withSendLowat(httpLn)
 		if cfg.Server.ProxyProtocol {
-			httpLn = wrapProxyProtocol(httpLn, cfg.Server.TrustedProxyNets, cfg.Server.ReadHeaderTimeout.D())
+			httpLn = wrapProxyProtocol(httpLn, trusted, cfg.Server.ReadHeaderTimeout.D())
 		}
 		// Outermost: it watches the plain HTTP each request head arrives
 		// in, so a head with both Content-Length and Transfer-Encoding
@@ -141,39 +145,32 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		addrs.HTTPS = httpsLn.Addr().String()
 		httpsLn = withSendLowat(httpsLn)
 		if cfg.Server.ProxyProtocol {
-			httpsLn = wrapProxyProtocol(httpsLn, cfg.Server.TrustedProxyNets, cfg.Server.ReadHeaderTimeout.D())
+			httpsLn = wrapProxyProtocol(httpsLn, trusted, cfg.Server.ReadHeaderTimeout.D())
 		}
 	}
 
 	var stopping atomic.Bool
-	current := atomic.Pointer[config.Config]{}
-	current.Store(cfg)
-
-	newServer := func(handler http.Handler) *http.Server {
-		return &http.Server{
-			Handler:           handler,
-			ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
-			IdleTimeout:       cfg.Server.IdleTimeout.D(),
-			WriteTimeout:      cfg.Server.WriteTimeout.D(),
-			MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
-			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		}
-	}
-	srv := newServer(h)
-	srv.ConnContext = framing.ConnContext
-	var srvTLS *http.Server
+	errorLog := slog.NewLogLogger(logs, slog.LevelWarn)
+	var plain, secure http.Handler = h, nil
 	if certs != nil {
 		_, httpsPort, _ := net.SplitHostPort(addrs.HTTPS)
-		srv.Handler = certs.HTTPHandler(h, httpsPort)
-		srvTLS = newServer(certs.HSTS(h))
-		srvTLS.TLSConfig = certs.TLSConfig()
+		plain = certs.HTTPHandler(h, httpsPort)
+		secure = certs.HSTS(h)
 	}
+	fleet := &servers{logger: logger}
+	if httpLn != nil {
+		fleet.plain = &served{ln: newHandoffListener(httpLn), handler: plain}
+	}
+	if httpsLn != nil {
+		fleet.secure = &served{ln: newHandoffListener(httpsLn), handler: secure, tls: certs.TLSConfig}
+	}
+	fleet.start(cfg, errorLog)
 	admin := &http.Server{
 		Handler: newAdminHandler(reg,
 			func() []netip.Prefix { return current.Load().Admin.AllowNets },
 			h.Ready, &stopping),
 		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          srv.ErrorLog,
+		ErrorLog:          errorLog,
 	}
 
 	var wg sync.WaitGroup
@@ -184,28 +181,16 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		defer wg.Done()
 		h.Probe(probeCtx, o.ProbeInterval)
 	}()
-	serve := func(s *http.Server, ln net.Listener) {
-		if ln == nil {
-			return
-		}
+	if adminLn != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				logger.Error("serve", "addr", ln.Addr().String(), "error", err)
+			if err := admin.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("serve", "addr", adminLn.Addr().String(), "error", err)
 			}
 		}()
 	}
-	serve(srv, httpLn)
-	serve(admin, adminLn)
-	if srvTLS != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srvTLS.ServeTLS(httpsLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				logger.Error("serve", "addr", addrs.HTTPS, "error", err)
-			}
-		}()
+	if certs != nil {
 		certs.Start()
 	}
 	logger.Info("gateway started", "http", addrs.HTTP, "https", addrs.HTTPS, "admin", addrs.Admin, "sites", len(cfg.Sites), "version", o.Version)
@@ -218,12 +203,14 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
 	}
+	r := &reloader{path: o.ConfigPath, h: h, certs: certs, current: &current, metrics: metrics, logger: logger,
+		logs: logs, accessLogs: accessLogs, fleet: fleet, errorLog: errorLog}
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
 			done = true
 		case <-hup:
-			reload(o.ConfigPath, h, certs, &current, metrics, logger)
+			r.reload()
 		}
 	}
 
@@ -234,25 +221,8 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	time.Sleep(cur.Server.ShutdownDelay.D())
 	sctx, cancel := context.WithTimeout(context.Background(), cur.Server.ShutdownGrace.D())
 	defer cancel()
-	servers := []*http.Server{srv}
-	if srvTLS != nil {
-		servers = append(servers, srvTLS)
-	}
-	var errs [2]error
-	var sw sync.WaitGroup
-	for i, s := range servers {
-		sw.Add(1)
-		go func() {
-			defer sw.Done()
-			errs[i] = s.Shutdown(sctx)
-		}()
-	}
-	sw.Wait()
-	if err = errors.Join(errs[:]...); err != nil {
+	if err = fleet.shutdown(sctx); err != nil {
 		logger.Warn("grace period over; cutting requests still running", "cut", h.Inflight(), "error", err)
-		for _, s := range servers {
-			_ = s.Close()
-		}
 	}
 	_ = admin.Close()
 	wg.Wait()
@@ -260,44 +230,205 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	return nil
 }
 
-// reload parses and validates path and swaps it in; a bad file keeps the
-// running config.
-func reload(path string, h *proxy.Handler, certs *gwtls.Manager, current *atomic.Pointer[config.Config], m *proxy.Metrics, logger *slog.Logger) {
-	cfg, err := config.Load(path)
-	if err == nil && certs != nil {
-		err = certs.Reload(cfg)
+// served is one client listener and the http.Server serving it now.
+type served struct {
+	ln      *handoffListener
+	handler http.Handler
+	tls     func() *tls.Config // nil for plain HTTP
+	srv     *http.Server
+	done    chan struct{} // closed when srv's Serve returned
+}
+
+// servers are the client-facing http.Servers. A reload that changes what
+// an http.Server fixes at start (timeouts, max_header_bytes) replaces them:
+// new ones take the sockets over and the old ones drain.
+type servers struct {
+	logger        *slog.Logger
+	plain, secure *served
+	mu            sync.Mutex
+	settings      serverSettings
+	draining      []*http.Server
+	drainWG       sync.WaitGroup
+}
+
+// serverSettings are the [server] keys an http.Server holds for its life.
+type serverSettings struct {
+	readHeader, idle, write time.Duration
+	maxHeaderBytes          int
+}
+
+func settingsOf(c *config.Config) serverSettings {
+	return serverSettings{c.Server.ReadHeaderTimeout.D(), c.Server.IdleTimeout.D(), c.Server.WriteTimeout.D(), c.Server.MaxHeaderBytes}
+}
+
+// start serves every listener with servers built from cfg.
+func (f *servers) start(cfg *config.Config, errorLog *log.Logger) {
+	f.settings = settingsOf(cfg)
+	for _, s := range []*served{f.plain, f.secure} {
+		if s == nil {
+			continue
+		}
+		srv := &http.Server{
+			Handler:           s.handler,
+			ReadHeaderTimeout: f.settings.readHeader,
+			IdleTimeout:       f.settings.idle,
+			WriteTimeout:      f.settings.write,
+			MaxHeaderBytes:    f.settings.maxHeaderBytes,
+			ErrorLog:          errorLog,
+		}
+		done := make(chan struct{})
+		ln := s.ln.view()
+		if s.tls == nil {
+			srv.ConnContext = framing.ConnContext
+			go func() {
+				defer close(done)
+				if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					f.logger.Error("serve", "addr", ln.Addr().String(), "error", err)
+				}
+			}()
+		} else {
+			srv.TLSConfig = s.tls()
+			go func() {
+				defer close(done)
+				if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					f.logger.Error("serve", "addr", ln.Addr().String(), "error", err)
+				}
+			}()
+		}
+		s.srv, s.done = srv, done
+	}
+}
+
+// apply replaces the servers when cfg changes what they fix at start; the
+// old ones finish their requests within shutdown_grace.
+func (f *servers) apply(cfg *config.Config, errorLog *log.Logger) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if settingsOf(cfg) == f.settings {
+		return
+	}
+	var old []*http.Server
+	for _, s := range []*served{f.plain, f.secure} {
+		if s != nil {
+			old = append(old, s.srv)
+		}
+	}
+	f.start(cfg, errorLog)
+	f.draining = append(f.draining, old...)
+	for _, srv := range old {
+		f.drainWG.Add(1)
+		go func() {
+			defer f.drainWG.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownGrace.D())
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				_ = srv.Close()
+			}
+		}()
+	}
+}
+
+// shutdown stops accepting (the sockets close) and drains every server,
+// the ones a reload replaced included, until ctx ends; then it cuts what
+// is left.
+func (f *servers) shutdown(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var all []*http.Server
+	for _, s := range []*served{f.plain, f.secure} {
+		if s != nil {
+			_ = s.ln.Close()
+			all = append(all, s.srv)
+		}
+	}
+	all = append(all, f.draining...)
+	errs := make([]error, len(all))
+	var wg sync.WaitGroup
+	for i, srv := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = srv.Shutdown(ctx)
+		}()
+	}
+	wg.Wait()
+	err := errors.Join(errs...)
+	if err != nil {
+		for _, srv := range all {
+			_ = srv.Close()
+		}
+	}
+	for _, s := range []*served{f.plain, f.secure} {
+		if s != nil {
+			<-s.done
+		}
+	}
+	f.drainWG.Wait()
+	return err
+}
+
+// reloader applies a new config file to the running gateway.
+type reloader struct {
+	path             string
+	h                *proxy.Handler
+	certs            *gwtls.Manager
+	current          *atomic.Pointer[config.Config]
+	metrics          *proxy.Metrics
+	logger           *slog.Logger
+	logs, accessLogs *logSwitch
+	fleet            *servers
+	errorLog         *log.Logger
+}
+
+// reload parses and validates the file and swaps it in; a bad file keeps
+// the running config. Every key applies but the listen addresses and
+// proxy_protocol, which keep their running values (with a warning): the
+// sockets are open already.
+func (rl *reloader) reload() {
+	cfg, err := config.Load(rl.path)
+	old := rl.current.Load()
+	if err == nil {
+		keepListeners(cfg, old, rl.logger)
+		if rl.certs != nil {
+			err = rl.certs.Reload(cfg)
+		}
 	}
 	if err == nil {
-		if err = h.Load(cfg); err != nil && certs != nil {
-			_ = certs.Reload(current.Load()) // back to the running config's TLS
+		if err = rl.h.Load(cfg); err != nil && rl.certs != nil {
+			_ = rl.certs.Reload(old) // back to the running config's TLS
 		}
 	}
 	if err != nil {
-		m.ConfigReloads.WithLabelValues("error").Inc()
-		logger.Error("config reload failed; keeping the running config", "file", path, "error", err)
+		rl.metrics.ConfigReloads.WithLabelValues("error").Inc()
+		rl.logger.Error("config reload failed; keeping the running config", "file", rl.path, "error", err)
 		return
 	}
-	current.Store(cfg)
-	m.ConfigReloads.WithLabelValues("success").Inc()
-	logger.Info("config reloaded", "file", path, "sites", len(cfg.Sites))
+	rl.current.Store(cfg)
+	rl.logs.set(cfg.Log)
+	rl.accessLogs.set(config.Log{Format: cfg.Log.Format, Level: "info"})
+	rl.fleet.apply(cfg, rl.errorLog)
+	rl.metrics.ConfigReloads.WithLabelValues("success").Inc()
+	rl.logger.Info("config reloaded", "file", rl.path, "sites", len(cfg.Sites))
 }
 
-// NewLogger returns the slog logger the config's [log] table asks for.
-func NewLogger(w io.Writer, c config.Log) *slog.Logger {
-	var level slog.Level
-	switch c.Level {
-	case "debug":
-		level = slog.LevelDebug
-	case "warn":
-		level = slog.LevelWarn
-	case "error":
-		level = slog.LevelError
-	default:
-		level = slog.LevelInfo
+// keepListeners puts the running listen addresses and proxy_protocol back
+// into cfg, warning for each the file changed.
+func keepListeners(cfg, old *config.Config, logger *slog.Logger) {
+	for _, k := range []struct {
+		key      string
+		now, was *string
+	}{
+		{"server.http_listen", &cfg.Server.HTTPListen, &old.Server.HTTPListen},
+		{"server.https_listen", &cfg.Server.HTTPSListen, &old.Server.HTTPSListen},
+		{"admin.listen", &cfg.Admin.Listen, &old.Admin.Listen},
+	} {
+		if *k.now != *k.was {
+			logger.Warn("reload cannot change "+k.key+"; restart the gateway to apply it", "key", k.key, "running", *k.was, "file", *k.now)
+			*k.now = *k.was
+		}
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+	if cfg.Server.ProxyProtocol != old.Server.ProxyProtocol {
+		logger.Warn("reload cannot change server.proxy_protocol; restart the gateway to apply it", "key", "server.proxy_protocol", "running", old.Server.ProxyProtocol, "file", cfg.Server.ProxyProtocol)
+		cfg.Server.ProxyProtocol = old.Server.ProxyProtocol
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
 }

@@ -400,15 +400,16 @@ idle_timeout = "3s"`,
 
 // TestReloadUnderLoadDropsNothing proves a SIGHUP reload is invisible to
 // traffic: four keep-alive clients hammer the gateway while the config is
-// rewritten (a domain added each time) and reloaded five times, and every
-// single response is a 200 with the right body; a download in flight
-// across all five reloads completes intact.
+// rewritten (a domain added and idle_timeout changed each time, so each
+// reload also replaces the http.Server on the open socket) and reloaded
+// five times, and every single response is a 200 with the right body; a
+// download in flight across all five reloads completes intact.
 func TestReloadUnderLoadDropsNothing(t *testing.T) {
 	emu, emuAddr := startEmulator(t)
 	emu.CreateBucket("bkt", ossemu.PublicRead)
 	emu.PutObject("bkt", "a.txt", []byte("steady body"), nil)
 	emu.PutSyntheticObject("bkt", "big.bin", 16<<20, "")
-	p := startGateway(t, gatewayConfig("", siteTable("files", "files.test", "bkt", "http://"+emuAddr, "public", "")))
+	p := startGateway(t, gatewayConfig(`idle_timeout = "120s"`, siteTable("files", "files.test", "bkt", "http://"+emuAddr, "public", "")))
 	path := p.cmd.Args[len(p.cmd.Args)-1]
 	written, err := os.ReadFile(path)
 	if err != nil {
@@ -478,6 +479,7 @@ func TestReloadUnderLoadDropsNothing(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		domains = append(domains, fmt.Sprintf("r%d.test", i))
 		cfg := strings.Replace(string(written), `domains = ["files.test"]`, `domains = ["`+strings.Join(domains, `", "`)+`"]`, 1)
+		cfg = strings.Replace(cfg, `idle_timeout = "120s"`, fmt.Sprintf(`idle_timeout = "%ds"`, 120+i), 1)
 		// Write beside and rename, as an operator's deploy tool would, so
 		// the gateway never reads a half-written file.
 		tmp := filepath.Join(filepath.Dir(path), "next.toml")

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/oss-gateway/gateway/ossemu"
+)
+
+// reloadConfig is the config TestReloadAppliesEveryKey starts from; each
+// step rewrites some of its keys.
+const reloadConfig = `
+[server]
+http_listen = "HTTPADDR"
+https_listen = ""
+read_header_timeout = "10s"
+idle_timeout = "120s"
+max_header_bytes = 65536
+upstream_header_timeout = "5s"
+trusted_proxies = []
+
+[admin]
+listen = "ADMINADDR"
+
+[log]
+format = "json"
+level = "info"
+access_log = true
+
+[credentials]
+source = "env"
+
+[[site]]
+name = "files"
+domains = ["files.test"]
+bucket = "bkt"
+region = "cn-hangzhou"
+endpoint = "http://EMUADDR"
+access = "public"
+tls = "off"
+
+[site.limits]
+allow_ips = ["127.0.0.0/8", "203.0.113.0/24"]
+`
+
+// TestReloadAppliesEveryKey changes each reloadable key by SIGHUP and
+// watches its effect on the running binary: server timeouts and the header
+// limit (the http.Server is replaced, the socket kept), the upstream header
+// timeout (the transport is rebuilt), trusted proxies, log format, level
+// and access log, and site limits. Listen addresses and proxy_protocol
+// keep their running values, with a warning naming the key.
+func TestReloadAppliesEveryKey(t *testing.T) {
+	emu, emuAddr := startEmulator(t)
+	emu.CreateBucket("bkt", ossemu.PublicRead)
+	emu.PutObject("bkt", "a.txt", []byte("a"), nil)
+	emu.PutObject("bkt", "slow.txt", []byte("slow"), nil)
+	p := startGateway(t, strings.ReplaceAll(reloadConfig, "EMUADDR", emuAddr))
+	path := p.cmd.Args[len(p.cmd.Args)-1]
+	cfg, _ := os.ReadFile(path)
+	text := string(cfg)
+	reloads := 0
+	set := func(t *testing.T, pairs ...string) {
+		t.Helper()
+		for i := 0; i+1 < len(pairs); i += 2 {
+			if !strings.Contains(text, pairs[i]) {
+				t.Fatalf("config has no %q", pairs[i])
+			}
+			text = strings.Replace(text, pairs[i], pairs[i+1], 1)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		reloads++
+		want := fmt.Sprintf(`gateway_config_reloads_total{result="success"} %d`, reloads)
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return strings.Contains(scrape(t, p.admin), want) })
+	}
+	get := func(hdr http.Header) int {
+		resp, _ := p.get(t, "files.test", "/a.txt", hdr)
+		return resp.StatusCode
+	}
+
+	t.Run("max_header_bytes", func(t *testing.T) {
+		big := http.Header{"X-Big": {strings.Repeat("b", 8<<10)}}
+		if got := get(big); got != 200 {
+			t.Fatalf("8 KiB header before: %d", got)
+		}
+		set(t, "max_header_bytes = 65536", "max_header_bytes = 2048")
+		if got := get(big); got != 431 {
+			t.Fatalf("8 KiB header after max_header_bytes = 2048: %d", got)
+		}
+		if got := get(nil); got != 200 {
+			t.Fatalf("small request after: %d", got)
+		}
+	})
+
+	t.Run("read_header_timeout", func(t *testing.T) {
+		set(t, `read_header_timeout = "10s"`, `read_header_timeout = "300ms"`)
+		c, err := net.Dial("tcp", p.http)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprint(c, "GET /a.txt HTTP/1.1\r\nHost: files.test\r\n") // and never the end of the head
+		_ = c.SetReadDeadline(time.Now().Add(8 * time.Second))
+		start := time.Now()
+		_, err = io.ReadAll(c)
+		if err != nil || time.Since(start) > 7*time.Second {
+			t.Fatalf("half a head was not cut by the new read_header_timeout: %v after %v", err, time.Since(start))
+		}
+	})
+
+	t.Run("idle_timeout", func(t *testing.T) {
+		set(t, `idle_timeout = "120s"`, `idle_timeout = "300ms"`)
+		c, err := net.Dial("tcp", p.http)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		fmt.Fprint(c, "GET /a.txt HTTP/1.1\r\nHost: files.test\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		_ = c.SetReadDeadline(time.Now().Add(8 * time.Second))
+		if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+			t.Fatalf("idle keep-alive connection not closed by the new idle_timeout: %v", err)
+		}
+	})
+
+	t.Run("upstream_header_timeout", func(t *testing.T) {
+		remove := emu.AddFault(ossemu.Fault{Key: "slow.txt", Delay: 1500 * time.Millisecond, Times: 1})
+		if resp, _ := p.get(t, "files.test", "/slow.txt", nil); resp.StatusCode != 200 {
+			t.Fatalf("slow object within 5s: %d", resp.StatusCode)
+		}
+		remove()
+		set(t, `upstream_header_timeout = "5s"`, `upstream_header_timeout = "300ms"`)
+		remove = emu.AddFault(ossemu.Fault{Key: "slow.txt", Delay: 1500 * time.Millisecond})
+		defer remove()
+		if resp, _ := p.get(t, "files.test", "/slow.txt", nil); resp.StatusCode != 504 {
+			t.Fatalf("slow object after upstream_header_timeout = 300ms: %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("trusted_proxies", func(t *testing.T) {
+		set(t, `allow_ips = ["127.0.0.0/8", "203.0.113.0/24"]`, `allow_ips = ["203.0.113.0/24"]`)
+		xff := http.Header{"X-Forwarded-For": {"203.0.113.9"}}
+		if got := get(xff); got != 403 {
+			t.Fatalf("X-Forwarded-For from an untrusted peer was believed: %d", got)
+		}
+		set(t, "trusted_proxies = []", `trusted_proxies = ["127.0.0.1/32"]`)
+		if got := get(xff); got != 200 {
+			t.Fatalf("X-Forwarded-For from a newly trusted proxy: %d", got)
+		}
+	})
+
+	t.Run("limits", func(t *testing.T) {
+		set(t, `allow_ips = ["203.0.113.0/24"]`, "allow_ips = []\nper_ip_rps = 0.01\nper_ip_burst = 1")
+		if a, b := get(nil), get(nil); a != 200 || b != 429 {
+			t.Fatalf("per_ip_rps after reload: %d then %d", a, b)
+		}
+		set(t, "per_ip_rps = 0.01\nper_ip_burst = 1", "per_ip_rps = 0\nper_ip_burst = 0")
+	})
+
+	t.Run("log", func(t *testing.T) {
+		set(t, `format = "json"`, `format = "text"`)
+		waitFor(t, func() bool { return strings.Contains(p.stderr.String(), "msg=\"config reloaded\"") })
+		before := len(p.stdout.String())
+		get(nil)
+		waitFor(t, func() bool { return strings.Contains(p.stdout.String()[before:], "status=200") }) // the line follows the answer
+		set(t, `level = "info"`, `level = "error"`, "access_log = true", "access_log = false")
+		n := strings.Count(p.stderr.String(), "config reloaded")
+		before = len(p.stdout.String())
+		get(nil)
+		set(t, `level = "error"`, `level = "warn"`) // logged at info: must not appear
+		get(nil)
+		time.Sleep(200 * time.Millisecond) // an access line would follow its answer at once
+		if got := strings.Count(p.stderr.String(), "config reloaded"); got != n {
+			t.Errorf("info lines still logged at level = error")
+		}
+		if tail := p.stdout.String()[before:]; tail != "" {
+			t.Errorf("access log still written with access_log = false: %q", tail)
+		}
+	})
+
+	t.Run("listeners kept", func(t *testing.T) {
+		other := freePort(t)
+		set(t, `http_listen = "`+p.http+`"`, `http_listen = "`+other+`"`, "trusted_proxies = [\"127.0.0.1/32\"]", "trusted_proxies = [\"127.0.0.1/32\"]\nproxy_protocol = true")
+		for _, key := range []string{"server.http_listen", "server.proxy_protocol"} {
+			if !strings.Contains(p.stderr.String(), key) {
+				t.Errorf("no warning naming %s:\n%s", key, p.stderr.String())
+			}
+		}
+		if got := get(nil); got != 200 {
+			t.Fatalf("old address after a reload that changed it: %d", got)
+		}
+		if c, err := net.DialTimeout("tcp", other, time.Second); err == nil {
+			c.Close()
+			t.Fatal("the new http_listen address was opened by a reload")
+		}
+	})
+}
