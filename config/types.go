@@ -106,6 +106,9 @@ type Site struct {
 	CertFile         string   `toml:"cert_file"`
 	KeyFile          string   `toml:"key_file"`
 	CORSVaryOrigin   bool     `toml:"cors_vary_origin"`
+	// PathStyle drops a first path segment equal to Bucket, so SDKs that
+	// address the fixed IP path-style ("/BUCKET/KEY") reach KEY.
+	PathStyle bool `toml:"path_style"`
 	// OSSHeaders are the client x-oss-* request headers a private site
 	// forwards (and so signs with the gateway's credentials); "*" ends a
 	// prefix pattern. Everything else x-oss-* is dropped.
@@ -147,6 +150,10 @@ type CORSRule struct {
 	AllowedHeaders []string `toml:"allowed_headers"`
 	ExposeHeaders  []string `toml:"expose_headers"`
 	MaxAgeSeconds  int      `toml:"max_age_seconds"`
+	// AllowCredentials goes beyond OSS: Access-Control-Allow-Credentials:
+	// true, for pages that fetch with cookies or HTTP auth. Never with
+	// allowed_origins = ["*"].
+	AllowCredentials bool `toml:"allow_credentials"`
 }
 
 // Disposition decides whether objects preview in the browser or download.

@@ -249,6 +249,8 @@ func (r *CORSRule) validate(p *problems, key string) {
 			p.add(k, `%q has more than one "*"; OSS allows one per origin`, o)
 		case strings.ContainsAny(o, " \t") || hasControl(o):
 			p.add(k, "%q must not contain spaces or control characters", o)
+		case o == "*" && r.AllowCredentials:
+			p.addNear(k, key+".allow_credentials", `"*" with allow_credentials = true would let any web site read responses with your users' cookies; list the origins`)
 		}
 	}
 	checkMethods(p, key+".allowed_methods", r.AllowedMethods, "GET", "PUT", "POST", "DELETE", "HEAD")

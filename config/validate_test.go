@@ -214,6 +214,9 @@ func TestValidationProblems(t *testing.T) {
 		{"key_env syntax", withSite(`[site.url_auth]`, `enabled = true`, `key_env = "1-KEY"`), "site[0].url_auth.key_env", 8, "is not an environment variable name"},
 		{"ttl", withSite(`[site.url_auth]`, `enabled = true`, `key_env = "K"`, `ttl = "0s"`), "site[0].url_auth.ttl", 9, "must be positive"},
 
+		// CORS credentials
+		{"credentials with any origin", withSite(`[[site.cors]]`, `allowed_origins = ["https://a.example.com", "*"]`, `allow_credentials = true`), "site[0].cors[0].allowed_origins[1]", 7, "any web site"},
+
 		// oss_headers and [site.process]
 		{"oss_headers not x-oss", withSite(`oss_headers = ["content-type"]`), "site[0].oss_headers[0]", 6, "is not an x-oss-* header"},
 		{"oss_headers inner star", withSite(`oss_headers = ["x-oss-*-meta"]`), "site[0].oss_headers[0]", 6, `"*" may only end it`},

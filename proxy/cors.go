@@ -54,7 +54,12 @@ type corsRule struct {
 	allowMethods  []string // {"GET, PUT"}
 	exposeHeaders []string // nil when the rule exposes none
 	maxAge        []string // nil when max_age_seconds is 0
+	credentials   bool     // allow_credentials
 }
+
+// credentialsValue is Access-Control-Allow-Credentials' one value. Shared
+// and read-only, like the rule values.
+var credentialsValue = []string{"true"}
 
 // corsWildcard is an allowed_origins or allowed_headers entry, lower-cased,
 // split at its one "*".
@@ -77,7 +82,7 @@ var varyOriginValue = []string{"Origin"}
 func newCORSPolicy(rules []config.CORSRule, varyOrigin bool) *corsPolicy {
 	c := &corsPolicy{varyOrigin: varyOrigin, rules: make([]corsRule, 0, len(rules))}
 	for _, r := range rules {
-		cr := corsRule{allowMethods: []string{strings.Join(r.AllowedMethods, ", ")}}
+		cr := corsRule{allowMethods: []string{strings.Join(r.AllowedMethods, ", ")}, credentials: r.AllowCredentials}
 		for _, o := range r.AllowedOrigins {
 			cr.origins = append(cr.origins, compileCORSOrigin(o))
 		}
@@ -173,6 +178,7 @@ func (c *corsPolicy) preflight(h http.Header, origin, reqMethod, reqHeaders stri
 		if r.maxAge != nil {
 			h["Access-Control-Max-Age"] = r.maxAge
 		}
+		r.setCredentials(h)
 		return true
 	}
 	return false
@@ -211,7 +217,19 @@ func (c *corsPolicy) apply(h http.Header, origin, method string) {
 		if r.exposeHeaders != nil {
 			h["Access-Control-Expose-Headers"] = r.exposeHeaders
 		}
+		r.setCredentials(h)
 		return
+	}
+}
+
+// setCredentials allows credentialed requests when the rule does. The
+// Origin is always echoed (never "*", which browsers refuse with
+// credentials), and Vary: Origin keeps a shared cache from serving one
+// origin's credentialed answer to another.
+func (r *corsRule) setCredentials(h http.Header) {
+	if r.credentials {
+		h["Access-Control-Allow-Credentials"] = credentialsValue
+		addVaryOrigin(h)
 	}
 }
 

@@ -441,3 +441,40 @@ func BenchmarkCORSPreflight(b *testing.B) {
 		}
 	}
 }
+
+// TestCORSCredentials: a rule with allow_credentials answers preflights and
+// actual requests with Access-Control-Allow-Credentials: true, the Origin
+// echoed and Vary: Origin; a rule without it sends no credentials header.
+func TestCORSCredentials(t *testing.T) {
+	c := newCORSPolicy([]config.CORSRule{
+		{AllowedOrigins: []string{"https://app.example.com", "https://*.example.net"}, AllowedMethods: []string{"GET"}, AllowCredentials: true},
+		{AllowedOrigins: []string{"*"}, AllowedMethods: []string{"GET"}},
+	}, false)
+	for _, tc := range []struct {
+		origin string
+		creds  bool
+	}{
+		{"https://app.example.com", true},
+		{"https://shop.example.net", true},
+		{"https://other.example.org", false},
+	} {
+		for _, kind := range []string{"preflight", "actual"} {
+			h := http.Header{}
+			if kind == "preflight" {
+				if !c.preflight(h, tc.origin, "GET", "") {
+					t.Fatalf("%s %s refused", kind, tc.origin)
+				}
+			} else {
+				c.apply(h, tc.origin, "GET")
+			}
+			if got := h.Get("Access-Control-Allow-Origin"); got != tc.origin {
+				t.Errorf("%s %s: Allow-Origin %q, want the origin echoed", kind, tc.origin, got)
+			}
+			gotCreds := h.Get("Access-Control-Allow-Credentials") == "true"
+			gotVary := h.Get("Vary") == "Origin"
+			if gotCreds != tc.creds || (tc.creds && !gotVary) {
+				t.Errorf("%s %s: credentials %v vary %v, want credentials %v with Vary: Origin", kind, tc.origin, gotCreds, gotVary, tc.creds)
+			}
+		}
+	}
+}

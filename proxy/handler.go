@@ -294,7 +294,7 @@ func (h *Handler) serveSite(w http.ResponseWriter, r *http.Request, s *site, x *
 // returns false when it has answered the request itself; otherwise x.key and
 // x.query are what to ask OSS for.
 func (h *Handler) admit(w http.ResponseWriter, r *http.Request, s *site, x *exchange) bool {
-	key, ok := objectKey(s.prefix, r.URL)
+	key, ok := objectKey(s.prefix, s.pathBucket, r.URL)
 	if !ok {
 		h.refuse(w, r, x, errBadObjectName)
 		return false

@@ -15,7 +15,11 @@ const maxKeyLen = 1023
 // percent-encoded), encoded slashes, backslashes, NUL, a leading slash in the
 // key, invalid UTF-8, and keys longer than OSS allows. With no prefix it does
 // not allocate.
-func objectKey(prefix string, u *url.URL) (string, bool) {
+//
+// pathBucket, when not "", is a path-style site's bucket: a first path
+// segment equal to it is dropped, so "/BUCKET/KEY" is KEY and "/BUCKET" or
+// "/BUCKET/" the root, as SDKs address a bucket by IP.
+func objectKey(prefix, pathBucket string, u *url.URL) (string, bool) {
 	p := u.Path
 	if len(p) == 0 || p[0] != '/' {
 		return "", false
@@ -25,6 +29,14 @@ func objectKey(prefix string, u *url.URL) (string, bool) {
 		return "", false
 	}
 	rel := p[1:]
+	if pathBucket != "" {
+		if rest, ok := strings.CutPrefix(rel, pathBucket); ok && (rest == "" || rest[0] == '/') {
+			rel = rest
+			if rel != "" {
+				rel = rel[1:]
+			}
+		}
+	}
 	if !validKeyPath(rel) {
 		return "", false
 	}

@@ -45,11 +45,40 @@ func TestObjectKey(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parse %q: %v", tc.target, err)
 			}
-			got, ok := objectKey(tc.prefix, u)
+			got, ok := objectKey(tc.prefix, "", u)
 			if ok != tc.ok || got != tc.want {
 				t.Fatalf("objectKey(%q, %q) = %q, %v; want %q, %v", tc.prefix, tc.target, got, ok, tc.want, tc.ok)
 			}
 		})
+	}
+}
+
+func TestObjectKeyPathStyle(t *testing.T) {
+	for _, tc := range []struct {
+		prefix, target, want string
+		ok                   bool
+	}{
+		{"", "/bkt/a/b.jpg", "a/b.jpg", true},
+		{"", "/bkt", "", true},
+		{"", "/bkt/", "", true},
+		{"p/", "/bkt/a.jpg", "p/a.jpg", true},
+		{"", "/bkt2/a.jpg", "bkt2/a.jpg", true}, // another segment is a key as usual
+		{"", "/bk/a.jpg", "bk/a.jpg", true},
+		{"", "/a/bkt/x", "a/bkt/x", true}, // only the first segment
+		{"", "/bkt/bkt/x", "bkt/x", true}, // dropped once
+		{"", "/bkt//etc", "", false},      // no leading slash in what is left
+		{"", "/bkt/../x", "", false},      // dot segments still refused
+		{"", "/bkt%2Fa", "", false},       // encoded slash still refused
+		{"p/", "/bkt/" + strings.Repeat("a", 1022), "", false},
+	} {
+		u, err := url.ParseRequestURI(tc.target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := objectKey(tc.prefix, "bkt", u)
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("objectKey(%q, bkt, %q) = %q, %v; want %q, %v", tc.prefix, tc.target, got, ok, tc.want, tc.ok)
+		}
 	}
 }
 
@@ -82,7 +111,7 @@ func FuzzObjectKey(f *testing.F) {
 		if err != nil {
 			return
 		}
-		key, ok := objectKey("jail/", u)
+		key, ok := objectKey("jail/", "", u)
 		if !ok {
 			return
 		}
@@ -108,7 +137,7 @@ func BenchmarkObjectKey(b *testing.B) {
 	u, _ := url.ParseRequestURI("/images/2024/05/photo-0001.jpg")
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, ok := objectKey("", u); !ok {
+		if _, ok := objectKey("", "", u); !ok {
 			b.Fatal("refused")
 		}
 	}

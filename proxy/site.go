@@ -17,6 +17,7 @@ type site struct {
 	bucket      string
 	region      string
 	prefix      string
+	pathBucket  string // path_style: the bucket, as a first path segment to drop; "" = off
 	private     bool
 	methods     methodSet
 	allowHeader string
@@ -60,6 +61,9 @@ func newSite(c *config.Site, m *Metrics, getenv func(string) string) (*site, err
 	}
 	if s.private {
 		s.trust = newTrustPolicy(c)
+	}
+	if c.PathStyle {
+		s.pathBucket = c.Bucket
 	}
 	if c.URLAuth.Enabled {
 		a, err := newURLAuth(c.URLAuth, getenv)
