@@ -83,7 +83,7 @@ func TestBrowserEnforcesGatewayPolicies(t *testing.T) {
 
 	// Listeners first: the config needs the allowed page's port, the pages
 	// need the gateway's.
-	allowedLn, otherLn, gwLn := listen(t), listen(t), listen(t)
+	allowedLn, otherLn, gwLn, credLn := listen(t), listen(t), listen(t), listen(t)
 	allowedOrigin := "http://" + allowedLn.Addr().String()
 	otherOrigin := "http://localhost:" + port(otherLn)
 	gwURL := "http://" + gwLn.Addr().String()
@@ -140,6 +140,20 @@ mode = "attachment"
 	}
 	gw := &recorder{next: h}
 	serve(t, gwLn, gw)
+	// The same gateway with allow_credentials on the CORS rule, for
+	// fetch(..., {credentials: "include"}).
+	credTOML := strings.Replace(toml, "allowed_methods = [\"GET\", \"HEAD\"]\n", "allowed_methods = [\"GET\", \"HEAD\"]\nallow_credentials = true\n", 1)
+	credCfg, err := config.Parse("browser-cred.toml", []byte(credTOML))
+	if err != nil || credTOML == toml {
+		t.Fatalf("credentials config: %v", err)
+	}
+	credH, err := proxy.New(credCfg, proxy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	credGW := &recorder{next: credH}
+	serve(t, credLn, credGW)
+	credURL := "http://" + credLn.Addr().String()
 	serve(t, allowedLn, pageHandler(gwURL))
 	serve(t, otherLn, pageHandler(gwURL))
 
@@ -196,6 +210,27 @@ mode = "attachment"
 		}
 		if n := upstream(emu, "pic.png"); n != 0 {
 			t.Errorf("a Referer-denied pic.png reached OSS %d times", n)
+		}
+	})
+
+	t.Run("credentialed fetch needs allow_credentials", func(t *testing.T) {
+		gw.reset()
+		credGW.reset()
+		p := startBrowser(t, bin).newPage()
+		p.navigate(allowedOrigin + "/")
+		const fetchJS = `fetch(%q, {credentials: "include", referrerPolicy: "no-referrer", cache: "no-store"})
+			.then(r => r.text()).then(t => "ok:" + t, e => "blocked:" + e.name)`
+		// Without allow_credentials the gateway echoes the Origin but does
+		// not allow credentials: the browser keeps the body from the script.
+		if got := p.eval(fmt.Sprintf(fetchJS, gwURL+"/data.txt")); got != "blocked:TypeError" {
+			t.Errorf("credentialed fetch without allow_credentials: %q, want blocked:TypeError", got)
+		}
+		if got := p.eval(fmt.Sprintf(fetchJS, credURL+"/data.txt")); got != "ok:"+secretText {
+			t.Errorf("credentialed fetch with allow_credentials: %q, want ok:%s", got, secretText)
+		}
+		data := credGW.find(t, "127.0.0.1", "/data.txt")
+		if data.origin != allowedOrigin || data.acao != allowedOrigin {
+			t.Errorf("credentialed data.txt: Origin %q, Access-Control-Allow-Origin %q; want the origin echoed", data.origin, data.acao)
 		}
 	})
 
