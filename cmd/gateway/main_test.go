@@ -280,7 +280,8 @@ region = "cn-hangzhou"
 }
 
 // TestDemoCurlLinesWorkAsPrinted runs `gateway demo` and each curl line it
-// prints, exactly as printed, through a shell.
+// prints, exactly as printed, through a shell; then the Go SDK program it
+// prints, as printed, with go run.
 func TestDemoCurlLinesWorkAsPrinted(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("curl not installed")
@@ -296,13 +297,17 @@ func TestDemoCurlLinesWorkAsPrinted(t *testing.T) {
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	sc := bufio.NewScanner(stdout)
 	var curls []string
+	var program strings.Builder
 	for sc.Scan() {
 		line := sc.Text()
 		if strings.HasPrefix(line, "curl ") {
 			curls = append(curls, line)
 		}
-		if strings.Contains(line, "/readyz") {
-			break
+		if line == "package main" || program.Len() > 0 {
+			program.WriteString(line + "\n")
+			if line == "}" && strings.Contains(program.String(), "func main()") {
+				break
+			}
 		}
 	}
 	go io.Copy(io.Discard, stdout)
@@ -320,6 +325,27 @@ func TestDemoCurlLinesWorkAsPrinted(t *testing.T) {
 			t.Errorf("%s\nprinted:\n%s\nwant it to contain %q", c, out, want[i])
 		}
 	}
+
+	// The Go SDK program, in this module (which requires the SDK).
+	if err := os.MkdirAll("testdata", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove("testdata") // only if nothing else is in it
+	dir, err := os.MkdirTemp("testdata", "demosdk-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(program.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := exec.Command("go", "run", ".")
+	run.Dir = dir
+	out, err := run.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "uploaded in parts and read back 360000 bytes") {
+		t.Fatalf("the demo's Go SDK program: %v\n%s\n%s", err, out, program.String())
+	}
+	t.Logf("go run of the printed program: %s", out)
 }
 
 // TestStreaming1GiBKeepsRSSLow streams a 1 GiB object through the binary
