@@ -214,17 +214,23 @@ var scenarios = []scenario{
 		alert: "OSSGatewayConfigReloadFailed",
 		data: func(m *memStorage) {
 			const end = 70 * time.Minute
-			r := func(instance, result string) labels.Labels {
-				return lset("gateway_config_reloads_total", "instance", instance, "result", result)
+			ok := func(instance string) labels.Labels {
+				return lset("gateway_config_last_reload_successful", "instance", instance)
 			}
-			m.add(r("gw-a:9090", "error"), end, stepAt(40*time.Minute, 0, 1))
-			m.add(r("gw-a:9090", "success"), end, steady(0.01))
-			m.add(r("gw-b:9090", "error"), end, constant(1)) // an old failure: quiet
+			// gw-a: a reload refused at 40m, fixed by a good one at 55m.
+			m.add(ok("gw-a:9090"), end, func(t time.Duration) float64 {
+				if t >= 40*time.Minute && t < 55*time.Minute {
+					return 0
+				}
+				return 1
+			})
+			m.add(ok("gw-b:9090"), end, constant(1)) // never refused: quiet
 		},
 		checks: []scenarioCheck{
 			{at: 39 * time.Minute, want: nil},
 			{at: 45 * time.Minute, want: []map[string]string{{"instance": "gw-a:9090"}}},
-			{at: 65 * time.Minute, want: nil}, // 25 minutes later
+			{at: 54 * time.Minute, want: []map[string]string{{"instance": "gw-a:9090"}}}, // no waiting for a rate window
+			{at: 57 * time.Minute, want: nil}, // cleared by the good reload
 		},
 	},
 }
@@ -324,7 +330,7 @@ func TestAlertScenariosCanFail(t *testing.T) {
 			return r
 		},
 		"OSSGatewayConfigReloadFailed": func(r rulefmt.Rule) rulefmt.Rule {
-			r.Expr = strings.Replace(r.Expr, `result="error"`, `result="success"`, 1)
+			r.Expr = strings.Replace(r.Expr, `== 0`, `== 1`, 1)
 			return r
 		},
 	}

@@ -54,18 +54,20 @@ var designMetrics = map[string]struct {
 	typ    dto.MetricType
 	labels []string
 }{
-	"gateway_requests_total":                           {dto.MetricType_COUNTER, []string{"site", "method", "code"}},
-	"gateway_request_duration_seconds":                 {dto.MetricType_HISTOGRAM, []string{"site", "method"}},
-	"gateway_response_bytes_total":                     {dto.MetricType_COUNTER, []string{"site"}},
-	"gateway_request_bytes_total":                      {dto.MetricType_COUNTER, []string{"site"}},
-	"gateway_inflight_requests":                        {dto.MetricType_GAUGE, []string{"site"}},
-	"gateway_upstream_requests_total":                  {dto.MetricType_COUNTER, []string{"site", "endpoint", "code"}},
-	"gateway_upstream_duration_seconds":                {dto.MetricType_HISTOGRAM, []string{"site", "endpoint"}},
-	"gateway_upstream_retries_total":                   {dto.MetricType_COUNTER, []string{"site", "reason"}},
-	"gateway_denied_total":                             {dto.MetricType_COUNTER, []string{"site", "reason"}},
-	"gateway_tls_certificate_expiry_timestamp_seconds": {dto.MetricType_GAUGE, []string{"domain"}},
-	"gateway_config_reloads_total":                     {dto.MetricType_COUNTER, []string{"result"}},
-	"gateway_build_info":                               {dto.MetricType_GAUGE, []string{"version", "goversion"}},
+	"gateway_requests_total":                               {dto.MetricType_COUNTER, []string{"site", "method", "code"}},
+	"gateway_request_duration_seconds":                     {dto.MetricType_HISTOGRAM, []string{"site", "method"}},
+	"gateway_response_bytes_total":                         {dto.MetricType_COUNTER, []string{"site"}},
+	"gateway_request_bytes_total":                          {dto.MetricType_COUNTER, []string{"site"}},
+	"gateway_inflight_requests":                            {dto.MetricType_GAUGE, []string{"site"}},
+	"gateway_upstream_requests_total":                      {dto.MetricType_COUNTER, []string{"site", "endpoint", "code"}},
+	"gateway_upstream_duration_seconds":                    {dto.MetricType_HISTOGRAM, []string{"site", "endpoint"}},
+	"gateway_upstream_retries_total":                       {dto.MetricType_COUNTER, []string{"site", "reason"}},
+	"gateway_denied_total":                                 {dto.MetricType_COUNTER, []string{"site", "reason"}},
+	"gateway_tls_certificate_expiry_timestamp_seconds":     {dto.MetricType_GAUGE, []string{"domain"}},
+	"gateway_config_reloads_total":                         {dto.MetricType_COUNTER, []string{"result"}},
+	"gateway_config_last_reload_successful":                {dto.MetricType_GAUGE, nil},
+	"gateway_config_last_reload_success_timestamp_seconds": {dto.MetricType_GAUGE, nil},
+	"gateway_build_info":                                   {dto.MetricType_GAUGE, []string{"version", "revision", "goversion"}},
 }
 
 // labelValues are the label values the metrics contract fixes, per metric family and
@@ -87,6 +89,7 @@ var sampleValues = map[string][]string{
 	"domain":    {"img.example.com"},
 	"version":   {"test"},
 	"goversion": {runtime.Version()},
+	"revision":  {"unknown"},
 }
 
 // series is what the checker knows of one series name (a family, or a

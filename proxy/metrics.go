@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"runtime"
+	"runtime/debug"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -23,7 +25,13 @@ type Metrics struct {
 	Denied           *prometheus.CounterVec
 	CertExpiry       *prometheus.GaugeVec
 	ConfigReloads    *prometheus.CounterVec
-	BuildInfo        *prometheus.GaugeVec
+	// ConfigLastReloadOK is 1 while the last reload attempt succeeded (or
+	// none was made), 0 after one was refused: an alert can fire on it
+	// without waiting for a rate to move.
+	ConfigLastReloadOK *prometheus.GaugeVec
+	// ConfigLastReloadTime is when the running config was loaded.
+	ConfigLastReloadTime *prometheus.GaugeVec
+	BuildInfo            *prometheus.GaugeVec
 }
 
 // durationBuckets span a 1 KiB image served from a warm connection (~1 ms)
@@ -69,15 +77,62 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 		ConfigReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_config_reloads_total", Help: "Config reloads, by result.",
 		}, []string{"result"}),
+		ConfigLastReloadOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gateway_config_last_reload_successful", Help: "1 when the last config reload succeeded (or none was tried), 0 when it was refused.",
+		}, nil),
+		ConfigLastReloadTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gateway_config_last_reload_success_timestamp_seconds", Help: "When the running config was loaded, in Unix seconds.",
+		}, nil),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gateway_build_info", Help: "Always 1; labels carry the build.",
-		}, []string{"version", "goversion"}),
+		}, []string{"version", "revision", "goversion"}),
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(m.Requests, m.RequestDuration, m.ResponseBytes, m.RequestBytes, m.Inflight,
-		m.Upstream, m.UpstreamDuration, m.UpstreamRetries, m.Denied, m.CertExpiry, m.ConfigReloads, m.BuildInfo)
-	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+		m.Upstream, m.UpstreamDuration, m.UpstreamRetries, m.Denied, m.CertExpiry, m.ConfigReloads,
+		m.ConfigLastReloadOK, m.ConfigLastReloadTime, m.BuildInfo)
+	m.BuildInfo.WithLabelValues(version, Revision(), runtime.Version()).Set(1)
+	// Both results exist from the start, so rate() and increase() see the
+	// first failure, and the loaded config counts as a good reload.
+	m.ConfigReloads.WithLabelValues("success")
+	m.ConfigReloads.WithLabelValues("error")
+	m.ReloadResult(nil, time.Now())
 	return m
+}
+
+// ReloadResult records a config load: err nil for the config now running.
+func (m *Metrics) ReloadResult(err error, now time.Time) {
+	if err != nil {
+		m.ConfigLastReloadOK.WithLabelValues().Set(0)
+		return
+	}
+	m.ConfigLastReloadOK.WithLabelValues().Set(1)
+	m.ConfigLastReloadTime.WithLabelValues().Set(float64(now.UnixNano()) / 1e9)
+}
+
+// Revision is the VCS revision the binary was built from ("unknown" when
+// the build recorded none), with "-dirty" when the tree had changes.
+func Revision() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	rev, dirty := "", false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "unknown"
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return rev
 }
 
 // methodLabel bounds the method label: a client can send any token as a

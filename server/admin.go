@@ -21,13 +21,15 @@ type adminHandler struct {
 	ready    func(context.Context) error
 	stopping *atomic.Bool
 	metrics  http.Handler
+	reload   func() error
 }
 
-func newAdminHandler(g prometheus.Gatherer, allow func() []netip.Prefix, ready func(context.Context) error, stopping *atomic.Bool) *adminHandler {
+func newAdminHandler(g prometheus.Gatherer, allow func() []netip.Prefix, ready func(context.Context) error, stopping *atomic.Bool, reload func() error) *adminHandler {
 	return &adminHandler{
 		allow:    allow,
 		ready:    ready,
 		stopping: stopping,
+		reload:   reload,
 		metrics:  promhttp.HandlerFor(g, promhttp.HandlerOpts{}),
 	}
 }
@@ -58,6 +60,21 @@ func (a *adminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ready\n"))
 	case "/metrics":
 		a.metrics.ServeHTTP(w, r)
+	case "/-/reload":
+		// Synchronous, so `gateway reload` (systemd's ExecReload) learns
+		// whether the new config is live or was refused, and why.
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			http.Error(w, "POST to reload the config", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := a.reload(); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(err.Error() + "\n"))
+			return
+		}
+		_, _ = w.Write([]byte("reloaded\n"))
 	case "/debug/pprof/cmdline":
 		pprof.Cmdline(w, r)
 	case "/debug/pprof/profile":

@@ -165,10 +165,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		fleet.secure = &served{ln: newHandoffListener(httpsLn), handler: secure, tls: certs.TLSConfig}
 	}
 	fleet.start(cfg, errorLog)
+	r := &reloader{path: o.ConfigPath, h: h, certs: certs, current: &current, metrics: metrics, logger: logger,
+		logs: logs, accessLogs: accessLogs, fleet: fleet, errorLog: errorLog}
 	admin := &http.Server{
 		Handler: newAdminHandler(reg,
 			func() []netip.Prefix { return current.Load().Admin.AllowNets },
-			h.Ready, &stopping),
+			h.Ready, &stopping, r.reload),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          errorLog,
 	}
@@ -203,14 +205,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
 	}
-	r := &reloader{path: o.ConfigPath, h: h, certs: certs, current: &current, metrics: metrics, logger: logger,
-		logs: logs, accessLogs: accessLogs, fleet: fleet, errorLog: errorLog}
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
 			done = true
 		case <-hup:
-			r.reload()
+			_ = r.reload() // logged and counted
 		}
 	}
 
@@ -367,8 +367,10 @@ func (f *servers) shutdown(ctx context.Context) error {
 	return err
 }
 
-// reloader applies a new config file to the running gateway.
+// reloader applies a new config file to the running gateway, for SIGHUP
+// and for the admin POST /-/reload alike, one reload at a time.
 type reloader struct {
+	mu               sync.Mutex
 	path             string
 	h                *proxy.Handler
 	certs            *gwtls.Manager
@@ -381,10 +383,15 @@ type reloader struct {
 }
 
 // reload parses and validates the file and swaps it in; a bad file keeps
-// the running config. Every key applies but the listen addresses and
-// proxy_protocol, which keep their running values (with a warning): the
-// sockets are open already.
-func (rl *reloader) reload() {
+// the running config, and the error says why. Every key applies but the
+// listen addresses and proxy_protocol, which keep their running values
+// (with a warning): the sockets are open already.
+func (rl *reloader) reload() error {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if rl.path == "" {
+		return errors.New("the gateway was started without a config file to reload")
+	}
 	cfg, err := config.Load(rl.path)
 	old := rl.current.Load()
 	if err == nil {
@@ -400,15 +407,18 @@ func (rl *reloader) reload() {
 	}
 	if err != nil {
 		rl.metrics.ConfigReloads.WithLabelValues("error").Inc()
+		rl.metrics.ReloadResult(err, time.Now())
 		rl.logger.Error("config reload failed; keeping the running config", "file", rl.path, "error", err)
-		return
+		return err
 	}
 	rl.current.Store(cfg)
 	rl.logs.set(cfg.Log)
 	rl.accessLogs.set(config.Log{Format: cfg.Log.Format, Level: "info"})
 	rl.fleet.apply(cfg, rl.errorLog)
 	rl.metrics.ConfigReloads.WithLabelValues("success").Inc()
+	rl.metrics.ReloadResult(nil, time.Now())
 	rl.logger.Info("config reloaded", "file", rl.path, "sites", len(cfg.Sites))
+	return nil
 }
 
 // keepListeners puts the running listen addresses and proxy_protocol back

@@ -23,18 +23,20 @@ var designMetrics = map[string]struct {
 	typ    dto.MetricType
 	labels []string
 }{
-	"gateway_requests_total":                           {dto.MetricType_COUNTER, []string{"code", "method", "site"}},
-	"gateway_request_duration_seconds":                 {dto.MetricType_HISTOGRAM, []string{"method", "site"}},
-	"gateway_response_bytes_total":                     {dto.MetricType_COUNTER, []string{"site"}},
-	"gateway_request_bytes_total":                      {dto.MetricType_COUNTER, []string{"site"}},
-	"gateway_inflight_requests":                        {dto.MetricType_GAUGE, []string{"site"}},
-	"gateway_upstream_requests_total":                  {dto.MetricType_COUNTER, []string{"code", "endpoint", "site"}},
-	"gateway_upstream_duration_seconds":                {dto.MetricType_HISTOGRAM, []string{"endpoint", "site"}},
-	"gateway_upstream_retries_total":                   {dto.MetricType_COUNTER, []string{"reason", "site"}},
-	"gateway_denied_total":                             {dto.MetricType_COUNTER, []string{"reason", "site"}},
-	"gateway_tls_certificate_expiry_timestamp_seconds": {dto.MetricType_GAUGE, []string{"domain"}},
-	"gateway_config_reloads_total":                     {dto.MetricType_COUNTER, []string{"result"}},
-	"gateway_build_info":                               {dto.MetricType_GAUGE, []string{"goversion", "version"}},
+	"gateway_requests_total":                               {dto.MetricType_COUNTER, []string{"code", "method", "site"}},
+	"gateway_request_duration_seconds":                     {dto.MetricType_HISTOGRAM, []string{"method", "site"}},
+	"gateway_response_bytes_total":                         {dto.MetricType_COUNTER, []string{"site"}},
+	"gateway_request_bytes_total":                          {dto.MetricType_COUNTER, []string{"site"}},
+	"gateway_inflight_requests":                            {dto.MetricType_GAUGE, []string{"site"}},
+	"gateway_upstream_requests_total":                      {dto.MetricType_COUNTER, []string{"code", "endpoint", "site"}},
+	"gateway_upstream_duration_seconds":                    {dto.MetricType_HISTOGRAM, []string{"endpoint", "site"}},
+	"gateway_upstream_retries_total":                       {dto.MetricType_COUNTER, []string{"reason", "site"}},
+	"gateway_denied_total":                                 {dto.MetricType_COUNTER, []string{"reason", "site"}},
+	"gateway_tls_certificate_expiry_timestamp_seconds":     {dto.MetricType_GAUGE, []string{"domain"}},
+	"gateway_config_reloads_total":                         {dto.MetricType_COUNTER, []string{"result"}},
+	"gateway_config_last_reload_successful":                {dto.MetricType_GAUGE, nil},
+	"gateway_config_last_reload_success_timestamp_seconds": {dto.MetricType_GAUGE, nil},
+	"gateway_build_info":                                   {dto.MetricType_GAUGE, []string{"goversion", "revision", "version"}},
 }
 
 // TestMetricsAfterTraffic drives the binary through every kind of outcome

@@ -214,3 +214,78 @@ func TestReloadAppliesEveryKey(t *testing.T) {
 		}
 	})
 }
+
+// TestAdminReloadIsSynchronous: POST /-/reload answers 200 once the new
+// config is live and 400 with the validation errors when it is refused;
+// both reload series exist from the start and the last-reload gauges
+// follow, so the reload alert can fire on the first failure.
+func TestAdminReloadIsSynchronous(t *testing.T) {
+	emu, emuAddr := startEmulator(t)
+	emu.CreateBucket("bkt", ossemu.PublicRead)
+	emu.PutObject("bkt", "a.txt", []byte("a"), nil)
+	p := startGateway(t, strings.ReplaceAll(reloadConfig, "EMUADDR", emuAddr))
+	path := p.cmd.Args[len(p.cmd.Args)-1]
+	text, _ := os.ReadFile(path)
+
+	m := scrape(t, p.admin)
+	for _, want := range []string{
+		`gateway_config_reloads_total{result="error"} 0`,
+		`gateway_config_reloads_total{result="success"} 0`,
+		"gateway_config_last_reload_successful 1",
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("at start, metrics lack %q:\n%s", want, grep(m, "reload"))
+		}
+	}
+	started, ok := metricValue(m, "gateway_config_last_reload_success_timestamp_seconds")
+	if !ok || started < float64(time.Now().Add(-time.Minute).Unix()) {
+		t.Fatalf("last reload timestamp at start: %v %v", started, ok)
+	}
+
+	post := func() (int, string) {
+		resp, err := http.Post("http://"+p.admin+"/-/reload", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// Refused: the answer names the key, and the gauge drops at once.
+	bad := strings.Replace(string(text), `format = "json"`, `format = "xml"`, 1)
+	os.WriteFile(path, []byte(bad), 0o600)
+	if code, body := post(); code != 400 || !strings.Contains(body, "log.format") {
+		t.Fatalf("bad config: %d %q", code, body)
+	}
+	m = scrape(t, p.admin)
+	if !strings.Contains(m, "gateway_config_last_reload_successful 0") || !strings.Contains(m, `gateway_config_reloads_total{result="error"} 1`) {
+		t.Fatalf("after a refused reload:\n%s", grep(m, "reload"))
+	}
+	if resp, _ := p.get(t, "files.test", "/a.txt", nil); resp.StatusCode != 200 {
+		t.Fatalf("a refused reload changed the running config: %d", resp.StatusCode)
+	}
+	// Live when the answer comes: the new domain routes right away.
+	good := strings.Replace(string(text), `domains = ["files.test"]`, `domains = ["files.test", "new.test"]`, 1)
+	os.WriteFile(path, []byte(good), 0o600)
+	if code, body := post(); code != 200 || body != "reloaded\n" {
+		t.Fatalf("good config: %d %q", code, body)
+	}
+	if resp, _ := p.get(t, "new.test", "/a.txt", nil); resp.StatusCode != 200 {
+		t.Fatalf("new domain right after the reload answered: %d", resp.StatusCode)
+	}
+	m = scrape(t, p.admin)
+	if !strings.Contains(m, "gateway_config_last_reload_successful 1") || !strings.Contains(m, `gateway_config_reloads_total{result="success"} 1`) {
+		t.Fatalf("after a good reload:\n%s", grep(m, "reload"))
+	}
+	if ts, _ := metricValue(m, "gateway_config_last_reload_success_timestamp_seconds"); ts <= started {
+		t.Fatalf("last reload timestamp did not move: %v <= %v", ts, started)
+	}
+	resp, err := http.Get("http://" + p.admin + "/-/reload")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 405 {
+		t.Fatalf("GET /-/reload: %d", resp.StatusCode)
+	}
+}
