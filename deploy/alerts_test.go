@@ -230,7 +230,7 @@ var scenarios = []scenario{
 			{at: 39 * time.Minute, want: nil},
 			{at: 45 * time.Minute, want: []map[string]string{{"instance": "gw-a:9090"}}},
 			{at: 54 * time.Minute, want: []map[string]string{{"instance": "gw-a:9090"}}}, // no waiting for a rate window
-			{at: 57 * time.Minute, want: nil}, // cleared by the good reload
+			{at: 57 * time.Minute, want: nil},                                            // cleared by the good reload
 		},
 	},
 }
