@@ -207,6 +207,7 @@ func runAliOSS(t *testing.T, node string, m aliMode) {
 		}
 	})
 	check("head", nil)
+	check("keysAndMetadata", func(t *testing.T) { stored(t, "dir/a b+c%d 中文.txt", key("dir/a b+c%d 中文.txt")) })
 	check("multipartUpload", func(t *testing.T) {
 		r, _ := run.result("multipartUpload")
 		got, ok := g.object(key("mp.bin"))
@@ -278,7 +279,7 @@ func checkAliAddressing(t *testing.T, g *gateway, m aliMode) {
 			t.Errorf("ali-oss sent %s %s Host %q over %s (TLS %v); want Host %q, the key as the path, HTTP/1.1 (TLS %v)", r.Method, r.URI, r.Host, r.Proto, r.TLS, want, m.tls)
 		}
 		if n == 1 {
-			t.Logf("ali-oss sent: %s %s, Host: %s (%s)", r.Method, r.URI, r.Host, r.Proto)
+			t.Logf("ali-oss sent: %s %s, Host: %s (%s, TLS server name %q)", r.Method, r.URI, r.Host, r.Proto, r.SNI)
 		}
 	}
 	if n == 0 {

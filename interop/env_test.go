@@ -51,6 +51,7 @@ const (
 type seenRequest struct {
 	Method, Host, URI, Proto, UserAgent string
 	TLS                                 bool
+	SNI                                 string // TLS server name the client sent
 }
 
 // gateway is an emulator and a gateway in front of it, served over plain
@@ -135,8 +136,12 @@ site_rps = 0
 	// The wrapper only notes what the client sent; the gateway's handler
 	// gets the request and the ResponseWriter untouched.
 	wrapped := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen := seenRequest{Method: r.Method, Host: r.Host, URI: r.RequestURI, Proto: r.Proto, UserAgent: r.UserAgent(), TLS: r.TLS != nil}
+		if r.TLS != nil {
+			seen.SNI = r.TLS.ServerName
+		}
 		g.mu.Lock()
-		g.seen = append(g.seen, seenRequest{Method: r.Method, Host: r.Host, URI: r.RequestURI, Proto: r.Proto, UserAgent: r.UserAgent(), TLS: r.TLS != nil})
+		g.seen = append(g.seen, seen)
 		g.mu.Unlock()
 		h.ServeHTTP(w, r)
 	})

@@ -107,6 +107,29 @@ func runGoSDK(t *testing.T, p proto, viaIP bool) {
 		}
 	})
 
+	t.Run("KeysAndMetadata", func(t *testing.T) {
+		// Keys the SDK must escape, and the headers a private site passes:
+		// x-oss-meta-* (oss_headers), Content-Type, Cache-Control.
+		for _, key := range []string{"dir/a b+c%d.txt", "中文/ü é.txt", "x/~!@$&'()*,;=:.txt", "q?x#y.txt"} {
+			if _, err := c.PutObject(ctx, &oss.PutObjectRequest{Bucket: bkt, Key: oss.Ptr(key), Body: strings.NewReader(key),
+				Metadata: map[string]string{"Owner": "interop"}, ContentType: oss.Ptr("text/x-test"), CacheControl: oss.Ptr("no-cache")}); err != nil {
+				t.Fatalf("PutObject %q: %v", key, err)
+			}
+			if got, ok := g.object(key); !ok || string(got) != key {
+				t.Fatalf("stored at %q: %q %v", key, got, ok)
+			}
+			res, err := c.GetObject(ctx, &oss.GetObjectRequest{Bucket: bkt, Key: oss.Ptr(key)})
+			if err != nil {
+				t.Fatalf("GetObject %q: %v", key, err)
+			}
+			got, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if string(got) != key || res.Metadata["owner"] != "interop" || oss.ToString(res.ContentType) != "text/x-test" || res.Headers.Get("Cache-Control") != "no-cache" {
+				t.Fatalf("GetObject %q: %q, metadata %v, Content-Type %q, Cache-Control %q", key, got, res.Metadata, oss.ToString(res.ContentType), res.Headers.Get("Cache-Control"))
+			}
+		}
+	})
+
 	getBody := randomBytes(1, 300<<10+17)
 	g.emu.PutObject(bucket, sitePrefix+"get.bin", getBody, http.Header{"Content-Type": {"application/octet-stream"}})
 	var getETag string
@@ -165,6 +188,33 @@ func runGoSDK(t *testing.T, p proto, viaIP bool) {
 		}
 		if ups := g.emu.Uploads(bucket); len(ups) != 0 {
 			t.Fatalf("uploads left pending: %+v", ups)
+		}
+	})
+
+	t.Run("UploaderAbort", func(t *testing.T) {
+		// Without a checkpoint the Uploader aborts a failed upload
+		// (AbortMultipartUpload, DELETE ?uploadId) so no parts are left.
+		fc := newSDKClient(g, p, viaIP, anonymous(), func(rt http.RoundTripper) http.RoundTripper { return newFailParts(rt) })
+		const key = "up/aborted.bin"
+		u := oss.NewUploader(fc, func(o *oss.UploaderOptions) {
+			o.PartSize = 100 << 10
+			o.ParallelNum = 3
+		})
+		if _, err := u.UploadFrom(ctx, &oss.PutObjectRequest{Bucket: bkt, Key: oss.Ptr(key)}, bytes.NewReader(randomBytes(5, 500<<10))); err == nil {
+			t.Fatal("the failing upload succeeded")
+		}
+		aborts := g.ossRequests(func(r ossemu.Request) bool {
+			q, _ := url.ParseQuery(r.RawQuery)
+			return r.Method == "DELETE" && r.Key == sitePrefix+key && q.Has("uploadId")
+		})
+		if len(aborts) != 1 || aborts[0].Status != 204 {
+			t.Fatalf("OSS saw aborts %+v, want one answered 204", aborts)
+		}
+		if ups := g.emu.Uploads(bucket); len(ups) != 0 {
+			t.Fatalf("uploads left pending: %+v", ups)
+		}
+		if _, ok := g.object(key); ok {
+			t.Fatal("the aborted upload stored the object")
 		}
 	})
 

@@ -149,6 +149,18 @@ async function main() {
     if (putETag && r.res.headers.etag !== putETag) fail(`ETag ${r.res.headers.etag}, PUT answered ${putETag}`);
   });
 
+  await op('keysAndMetadata', async () => {
+    const name = k('dir/a b+c%d 中文.txt');
+    const body = Buffer.from(name);
+    await client.put(name, body, { meta: { owner: 'interop' }, headers: { 'Cache-Control': 'no-cache' }, mime: 'text/x-test' });
+    const r = await client.get(name);
+    const h = r.res.headers;
+    if (!r.content.equals(body)) fail(`body ${JSON.stringify(String(r.content))}`);
+    if (h['x-oss-meta-owner'] !== 'interop' || h['content-type'] !== 'text/x-test' || h['cache-control'] !== 'no-cache') {
+      fail(`headers ${JSON.stringify(h)}`);
+    }
+  });
+
   await op('multipartUpload', async () => {
     const body = pseudoRandom(700 * 1024 + 11); // 4 parts of 200 KiB
     const r = await client.multipartUpload(k('mp.bin'), body, { partSize: 200 * 1024, parallel: 3 });
