@@ -207,6 +207,7 @@ func runAliOSS(t *testing.T, node string, m aliMode) {
 		}
 	})
 	check("head", nil)
+	check("noSuchKey", nil)
 	check("keysAndMetadata", func(t *testing.T) { stored(t, "dir/a b+c%d 中文.txt", key("dir/a b+c%d 中文.txt")) })
 	check("multipartUpload", func(t *testing.T) {
 		r, _ := run.result("multipartUpload")

@@ -169,6 +169,20 @@ func runGoSDK(t *testing.T, p proto, viaIP bool) {
 		}
 	})
 
+	t.Run("NoSuchKey", func(t *testing.T) {
+		// OSS's error passes through (scrubbed on a private site) and the SDK
+		// still reads its code and request ID; HEAD has no body to read.
+		_, err := c.GetObject(ctx, &oss.GetObjectRequest{Bucket: bkt, Key: oss.Ptr("missing.txt")})
+		var se *oss.ServiceError
+		if !errors.As(err, &se) || se.StatusCode != 404 || se.Code != "NoSuchKey" || se.RequestID == "" {
+			t.Fatalf("GetObject of a missing key: %v, want a 404 NoSuchKey ServiceError with a RequestId", err)
+		}
+		_, err = c.HeadObject(ctx, &oss.HeadObjectRequest{Bucket: bkt, Key: oss.Ptr("missing.txt")})
+		if !errors.As(err, &se) || se.StatusCode != 404 {
+			t.Fatalf("HeadObject of a missing key: %v, want a 404 ServiceError", err)
+		}
+	})
+
 	t.Run("Uploader", func(t *testing.T) {
 		body := randomBytes(2, 3<<19+123) // 1.5 MiB and a bit: 13 parts of 128 KiB
 		const key = "up/multi.bin"

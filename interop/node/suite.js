@@ -149,6 +149,16 @@ async function main() {
     if (putETag && r.res.headers.etag !== putETag) fail(`ETag ${r.res.headers.etag}, PUT answered ${putETag}`);
   });
 
+  await op('noSuchKey', async () => {
+    try {
+      await client.get(k('missing.txt'));
+    } catch (err) {
+      if (err.status === 404 && err.code === 'NoSuchKey' && err.requestId) return { data: describe(err) };
+      throw err;
+    }
+    fail('GET of a missing key succeeded');
+  });
+
   await op('keysAndMetadata', async () => {
     const name = k('dir/a b+c%d 中文.txt');
     const body = Buffer.from(name);
