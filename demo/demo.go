@@ -113,9 +113,6 @@ https_listen = ""
 [admin]
 listen = "ADMIN"
 
-[log]
-format = "text"
-
 [[site]]
 name = "public"
 domains = ["PUBDOMAIN", "127.0.0.1"]

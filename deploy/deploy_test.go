@@ -67,6 +67,7 @@ var designMetrics = map[string]struct {
 	"gateway_config_reloads_total":                         {dto.MetricType_COUNTER, []string{"result"}},
 	"gateway_config_last_reload_successful":                {dto.MetricType_GAUGE, nil},
 	"gateway_config_last_reload_success_timestamp_seconds": {dto.MetricType_GAUGE, nil},
+	"gateway_tls_handshake_errors_total":                   {dto.MetricType_COUNTER, []string{"reason"}},
 	"gateway_build_info":                                   {dto.MetricType_GAUGE, []string{"version", "revision", "goversion"}},
 }
 
@@ -74,11 +75,12 @@ var designMetrics = map[string]struct {
 // label. Selectors that compare these labels must name one of them, and the
 // synthetic series use all of them.
 var labelValues = map[string]map[string][]string{
-	"gateway_upstream_requests_total":   {"endpoint": {"primary", "fallback"}},
-	"gateway_upstream_duration_seconds": {"endpoint": {"primary", "fallback"}},
-	"gateway_upstream_retries_total":    {"reason": {"status", "reset", "dial", "timeout", "body_cut"}},
-	"gateway_denied_total":              {"reason": {"referer", "cors", "ip", "rate_limit", "method", "url_auth", "path", "header", "process"}},
-	"gateway_config_reloads_total":      {"result": {"success", "error"}},
+	"gateway_upstream_requests_total":    {"endpoint": {"primary", "fallback"}},
+	"gateway_upstream_duration_seconds":  {"endpoint": {"primary", "fallback"}},
+	"gateway_upstream_retries_total":     {"reason": {"status", "reset", "dial", "timeout", "body_cut"}},
+	"gateway_denied_total":               {"reason": {"referer", "cors", "ip", "rate_limit", "method", "url_auth", "path", "header", "process"}},
+	"gateway_config_reloads_total":       {"result": {"success", "error"}},
+	"gateway_tls_handshake_errors_total": {"reason": {"eof", "timeout", "unknown_server_name", "protocol_version", "no_shared_cipher", "not_tls", "client_rejected_certificate", "other"}},
 }
 
 // sampleValues are the values the synthetic series use for the other labels.

@@ -31,7 +31,10 @@ type Metrics struct {
 	ConfigLastReloadOK *prometheus.GaugeVec
 	// ConfigLastReloadTime is when the running config was loaded.
 	ConfigLastReloadTime *prometheus.GaugeVec
-	BuildInfo            *prometheus.GaugeVec
+	// TLSHandshakeErrors counts failed client handshakes by a bounded
+	// reason (scanners, old clients, unknown names).
+	TLSHandshakeErrors *prometheus.CounterVec
+	BuildInfo          *prometheus.GaugeVec
 }
 
 // durationBuckets span a 1 KiB image served from a warm connection (~1 ms)
@@ -83,6 +86,9 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 		ConfigLastReloadTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gateway_config_last_reload_success_timestamp_seconds", Help: "When the running config was loaded, in Unix seconds.",
 		}, nil),
+		TLSHandshakeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_tls_handshake_errors_total", Help: "Client TLS handshakes that failed, by reason.",
+		}, []string{"reason"}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gateway_build_info", Help: "Always 1; labels carry the build.",
 		}, []string{"version", "revision", "goversion"}),
@@ -90,14 +96,23 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(m.Requests, m.RequestDuration, m.ResponseBytes, m.RequestBytes, m.Inflight,
 		m.Upstream, m.UpstreamDuration, m.UpstreamRetries, m.Denied, m.CertExpiry, m.ConfigReloads,
-		m.ConfigLastReloadOK, m.ConfigLastReloadTime, m.BuildInfo)
+		m.ConfigLastReloadOK, m.ConfigLastReloadTime, m.TLSHandshakeErrors, m.BuildInfo)
 	m.BuildInfo.WithLabelValues(version, Revision(), runtime.Version()).Set(1)
 	// Both results exist from the start, so rate() and increase() see the
 	// first failure, and the loaded config counts as a good reload.
 	m.ConfigReloads.WithLabelValues("success")
 	m.ConfigReloads.WithLabelValues("error")
 	m.ReloadResult(nil, time.Now())
+	for _, r := range TLSHandshakeReasons() {
+		m.TLSHandshakeErrors.WithLabelValues(r)
+	}
 	return m
+}
+
+// TLSHandshakeReasons is the bounded label set of
+// gateway_tls_handshake_errors_total: every series exists from the start.
+func TLSHandshakeReasons() []string {
+	return []string{"eof", "timeout", "unknown_server_name", "protocol_version", "no_shared_cipher", "not_tls", "client_rejected_certificate", "other"}
 }
 
 // ReloadResult records a config load: err nil for the config now running.

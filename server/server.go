@@ -150,7 +150,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 
 	var stopping atomic.Bool
-	errorLog := slog.NewLogLogger(logs, slog.LevelWarn)
+	errorLog := serverErrorLog(logger, metrics.TLSHandshakeErrors)
 	var plain, secure http.Handler = h, nil
 	if certs != nil {
 		_, httpsPort, _ := net.SplitHostPort(addrs.HTTPS)

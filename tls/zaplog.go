@@ -2,7 +2,11 @@ package tls
 
 import (
 	"context"
+	"io/fs"
 	"log/slog"
+	"sort"
+	"strings"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -51,11 +55,35 @@ func (c *slogCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
 	} else {
 		attrs = append(attrs, slog.String("component", "tls"))
 	}
-	for k, v := range enc.Fields {
+	keys := make([]string, 0, len(enc.Fields))
+	for k := range enc.Fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // zap's map has no order; a log line should
+	level := slogLevel(e.Level)
+	for _, k := range keys {
+		v := enc.Fields[k]
+		switch x := v.(type) {
+		case time.Duration:
+			v = x.Seconds() // durations in seconds, as every other gateway line
+		case string:
+			if k == "error" && level == slog.LevelInfo && missingFile(x) {
+				// certmagic reports at INFO that a certificate it looked
+				// for is not in storage yet: routine on a first start.
+				level = slog.LevelDebug
+			}
+		}
 		attrs = append(attrs, slog.Any(k, v))
 	}
-	c.l.LogAttrs(context.Background(), slogLevel(e.Level), e.Message, attrs...)
+	c.l.LogAttrs(context.Background(), level, e.Message, attrs...)
 	return nil
+}
+
+// missingFile reports an error text that only says something does not
+// exist in storage.
+func missingFile(s string) bool {
+	return strings.Contains(s, "no such file or directory") || strings.Contains(s, "does not exist") ||
+		strings.Contains(s, fs.ErrNotExist.Error())
 }
 
 func (c *slogCore) Sync() error { return nil }

@@ -36,6 +36,7 @@ var designMetrics = map[string]struct {
 	"gateway_config_reloads_total":                         {dto.MetricType_COUNTER, []string{"result"}},
 	"gateway_config_last_reload_successful":                {dto.MetricType_GAUGE, nil},
 	"gateway_config_last_reload_success_timestamp_seconds": {dto.MetricType_GAUGE, nil},
+	"gateway_tls_handshake_errors_total":                   {dto.MetricType_COUNTER, []string{"reason"}},
 	"gateway_build_info":                                   {dto.MetricType_GAUGE, []string{"goversion", "revision", "version"}},
 }
 
@@ -232,9 +233,12 @@ func checkLabelValue(t *testing.T, metric, label, value string) {
 	case "endpoint":
 		ok = value == "primary" || value == "fallback"
 	case "reason":
-		if metric == "gateway_upstream_retries_total" {
+		switch metric {
+		case "gateway_upstream_retries_total":
 			ok = slices.Contains([]string{"status", "reset", "dial", "timeout", "body_cut"}, value)
-		} else {
+		case "gateway_tls_handshake_errors_total":
+			ok = slices.Contains([]string{"eof", "timeout", "unknown_server_name", "protocol_version", "no_shared_cipher", "not_tls", "client_rejected_certificate", "other"}, value)
+		default:
 			ok = slices.Contains([]string{"referer", "cors", "ip", "rate_limit", "method", "url_auth", "path", "header", "process"}, value)
 		}
 	case "result":
