@@ -20,13 +20,13 @@ func TestHandshakeReason(t *testing.T) {
 	for cause, want := range map[string]string{
 		"EOF": "eof",
 		"read tcp 127.0.0.1:443->127.0.0.1:5000: read: connection reset by peer": "eof",
-		"read tcp 127.0.0.1:443->127.0.0.1:5000: i/o timeout":                     "timeout",
-		"no certificate for this server name":                                     "unknown_server_name",
-		"tls: client offered only unsupported versions: [302 301]":                "protocol_version",
-		"tls: no cipher suite supported by both client and server":                "no_shared_cipher",
-		"tls: first record does not look like a TLS handshake":                    "not_tls",
-		"remote error: tls: bad certificate":                                      "client_rejected_certificate",
-		"something new <script>":                                                  "other",
+		"read tcp 127.0.0.1:443->127.0.0.1:5000: i/o timeout":                    "timeout",
+		"no certificate for this server name":                                    "unknown_server_name",
+		"tls: client offered only unsupported versions: [302 301]":               "protocol_version",
+		"tls: no cipher suite supported by both client and server":               "no_shared_cipher",
+		"tls: first record does not look like a TLS handshake":                   "not_tls",
+		"remote error: tls: bad certificate":                                     "client_rejected_certificate",
+		"something new <script>":                                                 "other",
 	} {
 		if got := handshakeReason(cause); got != want {
 			t.Errorf("handshakeReason(%q) = %q, want %q", cause, got, want)
