@@ -6,9 +6,10 @@
 // CNAME binding, and says for each finding whether it is fine, worth a
 // look, or fatal.
 //
-// Every network call is bounded by a timeout, so a blackholed endpoint or a
-// metadata service that never answers makes a row FAIL rather than the
-// command hang. Secrets never reach the report: an AccessKey ID is shown by
+// The probes run in parallel, all of them within one timeout, so a
+// blackholed endpoint or a metadata service that never answers makes its
+// row FAIL rather than the command hang, and a slow site does not hold
+// the others' rows back (Options.Progress gets each as it finishes). Secrets never reach the report: an AccessKey ID is shown by
 // its first four characters only, and provider errors are cut before any
 // response body they quote.
 package check
@@ -101,6 +102,11 @@ func (r Report) Print(w io.Writer) {
 			cell(row.Site), cell(row.Check), cell(row.Target), cell(string(row.Status)), oneLine(row.Detail))
 	}
 	_ = tw.Flush()
+	r.summary(w)
+}
+
+// summary writes the line that ends a printed report.
+func (r Report) summary(w io.Writer) {
 	fmt.Fprintf(w, "%d checks: %d ok, %d warnings, %d failures\n",
 		len(r.Rows), r.Count(OK), r.Count(Warn), r.Count(Fail))
 }
@@ -137,22 +143,44 @@ type Options struct {
 	RootCAs *x509.CertPool
 	// Now is the clock certificates are judged by; nil = time.Now.
 	Now func() time.Time
-	// Timeout bounds each network call; 0 = 10 s.
+	// Timeout bounds the whole run: every probe runs in parallel with the
+	// others, and one still unanswered when it passes fails its row;
+	// 0 = DefaultTimeout.
 	Timeout time.Duration
-	// SiteTimeout bounds all the calls for one site together; 0 = 30 s.
-	SiteTimeout time.Duration
+	// Progress, when set, gets each row as soon as it is known: the
+	// config rows first, then each probe's as it finishes. Calls never
+	// overlap. Report.Rows has the same rows in a stable order.
+	Progress func(Row)
 }
+
+// DefaultTimeout bounds a Run whose Options.Timeout is 0.
+const DefaultTimeout = 30 * time.Second
 
 // ExpiryWarning is how close to its expiry a certificate becomes a warning:
 // ACME renews at a third of a 90-day lifetime, so a certificate this close
 // to the end means renewal is failing, and a files certificate needs a human.
 const ExpiryWarning = 14 * 24 * time.Hour
 
-// maxParallelSites bounds how many sites are checked at once.
-const maxParallelSites = 8
+// maxParallelSites bounds how many sites are probed at once (each runs its
+// probes in parallel too).
+const maxParallelSites = 16
 
-// Run checks cfg (already loaded and validated by config.Load) against the
-// world and returns every finding. It never returns early: an operator
+// ConfigRows are the rows a loaded config gives without any network: that
+// it is valid, and each of its warnings. Run starts with them; `gateway
+// check -offline` prints only them.
+func ConfigRows(cfg *config.Config) []Row {
+	rows := []Row{{Site: "-", Check: "config", Target: cfg.Path, Status: OK,
+		Detail: fmt.Sprintf("valid, %d site(s)", len(cfg.Sites))}}
+	for _, w := range cfg.Warnings() {
+		rows = append(rows, Row{Site: "-", Check: "config", Target: cfg.Path, Status: Warn,
+			Detail: strings.TrimPrefix(w, cfg.Path+": ")})
+	}
+	return rows
+}
+
+// Run checks cfg (already loaded and validated by config.Load and
+// Validate) against the world and returns every finding. Every probe runs
+// in parallel within o.Timeout, and Run never returns early: an operator
 // fixing a deploy wants every problem in one run, not one per run.
 func Run(ctx context.Context, cfg *config.Config, o Options) Report {
 	if o.Resolver == nil {
@@ -162,10 +190,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) Report {
 		o.Now = time.Now
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = 10 * time.Second
-	}
-	if o.SiteTimeout <= 0 {
-		o.SiteTimeout = 30 * time.Second
+		o.Timeout = DefaultTimeout
 	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = defaultHTTPClient(cfg.Server.UpstreamDialTimeout.D(), o.RootCAs)
@@ -173,39 +198,78 @@ func Run(ctx context.Context, cfg *config.Config, o Options) Report {
 	c := *o.HTTPClient
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	o.HTTPClient = &c
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
 
+	out := &emitter{progress: o.Progress}
 	var r Report
-	r.Rows = append(r.Rows, Row{Site: "-", Check: "config", Target: cfg.Path, Status: OK,
-		Detail: fmt.Sprintf("valid, %d site(s)", len(cfg.Sites))})
-	for _, w := range cfg.Warnings() {
-		r.Rows = append(r.Rows, Row{Site: "-", Check: "config", Target: cfg.Path, Status: Warn,
-			Detail: strings.TrimPrefix(w, cfg.Path+": ")})
+	for _, row := range ConfigRows(cfg) {
+		out.emit(row)
+		r.Rows = append(r.Rows, row)
 	}
 
-	provider, credRow := resolveCredentials(ctx, cfg, o)
-	r.Rows = append(r.Rows, credRow)
+	// Credentials resolve while the probes that need none (DNS, anonymous
+	// reads, certificate files) already run; signed probes wait for them.
+	creds := &credentialsResult{done: make(chan struct{})}
+	go func() {
+		defer close(creds.done)
+		creds.provider, creds.row = resolveCredentials(ctx, cfg, o)
+		out.emit(creds.row)
+	}()
 
-	rows := make([][]Row, len(cfg.Sites))
+	checks := make([]*siteCheck, len(cfg.Sites))
 	sem := make(chan struct{}, maxParallelSites)
 	var wg sync.WaitGroup
 	for i := range cfg.Sites {
+		sc := &siteCheck{cfg: cfg, site: &cfg.Sites[i], o: o, creds: creds, out: out}
+		checks[i] = sc
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			sctx, cancel := context.WithTimeout(ctx, o.SiteTimeout)
-			defer cancel()
-			sc := &siteCheck{cfg: cfg, site: &cfg.Sites[i], o: o, signer: provider}
-			sc.run(sctx)
-			rows[i] = sc.rows
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-ctx.Done():
+			}
+			sc.run(ctx)
 		}()
 	}
 	wg.Wait()
-	for _, sr := range rows {
-		r.Rows = append(r.Rows, sr...)
+	<-creds.done
+	r.Rows = append(r.Rows, creds.row)
+	for _, sc := range checks {
+		r.Rows = append(r.Rows, sc.rows()...)
 	}
 	return r
+}
+
+// emitter hands rows to Options.Progress one at a time.
+type emitter struct {
+	mu       sync.Mutex
+	progress func(Row)
+}
+
+func (e *emitter) emit(r Row) {
+	if e.progress == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.progress(r)
+}
+
+// credentialsResult is the outcome of resolving the credentials, ready
+// once done is closed.
+type credentialsResult struct {
+	done     chan struct{}
+	provider credentials.CredentialsProvider // nil: they did not resolve
+	row      Row
+}
+
+// wait returns the resolved provider (nil when there is none).
+func (c *credentialsResult) wait() credentials.CredentialsProvider {
+	<-c.done
+	return c.provider
 }
 
 // defaultHTTPClient is the client for anonymous probes: no environment
@@ -297,12 +361,10 @@ func redact(err error) string {
 	return clip(msg, 200)
 }
 
-// within runs f with a timeout and returns when either f does or the
-// timeout passes, so that a callee that ignores its context (a credentials
-// process, a storage backend) still cannot hang the check.
+// within runs f and returns when either f does or ctx (which carries the
+// run's timeout d) is done, so that a callee that ignores its context (a
+// credentials process, a storage backend) still cannot hang the check.
 func within[T any](ctx context.Context, d time.Duration, f func(context.Context) (T, error)) (T, error) {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
 	type result struct {
 		v   T
 		err error
@@ -324,40 +386,79 @@ func within[T any](ctx context.Context, d time.Duration, f func(context.Context)
 	}
 }
 
-// siteCheck collects the rows of one site.
+// siteCheck runs the probes of one site in parallel. Each probe writes
+// only its own slot, so the report keeps a stable order (endpoint,
+// fallback, bucket, cname, tls) whatever order they finish in.
 type siteCheck struct {
-	cfg    *config.Config
-	site   *config.Site
-	o      Options
-	signer credentials.CredentialsProvider // nil: credentials did not resolve
-	rows   []Row
+	cfg   *config.Config
+	site  *config.Site
+	o     Options
+	creds *credentialsResult
+	out   *emitter
+	slots [numSlots][]Row
 }
 
-func (sc *siteCheck) add(check, target string, st Status, format string, args ...any) {
-	sc.rows = append(sc.rows, Row{Site: sc.site.Name, Check: check, Target: target, Status: st, Detail: fmt.Sprintf(format, args...)})
+// The probes of a site, in report order.
+const (
+	slotEndpoint = iota
+	slotFallback
+	slotBucket
+	slotCname
+	slotTLS
+	numSlots
+)
+
+func (sc *siteCheck) add(slot int, check, target string, st Status, format string, args ...any) {
+	row := Row{Site: sc.site.Name, Check: check, Target: target, Status: st, Detail: fmt.Sprintf(format, args...)}
+	sc.slots[slot] = append(sc.slots[slot], row)
+	sc.out.emit(row)
 }
+
+// rows are the site's rows in report order, once run returned.
+func (sc *siteCheck) rows() []Row {
+	var rows []Row
+	for _, s := range sc.slots {
+		rows = append(rows, s...)
+	}
+	return rows
+}
+
+// signer waits for the credentials; nil when they did not resolve.
+func (sc *siteCheck) signer() credentials.CredentialsProvider { return sc.creds.wait() }
 
 func (sc *siteCheck) run(ctx context.Context) {
 	s := sc.site
-	primary, err := upstreamFor(s, s.Endpoint)
-	reachable := false
-	if err != nil {
-		sc.add("endpoint", s.Endpoint, Fail, "%v", err)
-	} else {
-		reachable = sc.resolve(ctx, "endpoint", primary)
+	var wg sync.WaitGroup
+	goProbe := func(f func()) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f()
+		}()
 	}
-	if s.FallbackEndpoint != "" {
-		if fb, err := upstreamFor(s, s.FallbackEndpoint); err != nil {
-			sc.add("fallback", s.FallbackEndpoint, Fail, "%v", err)
-		} else {
-			sc.resolve(ctx, "fallback", fb)
+	goProbe(func() {
+		primary, err := upstreamFor(s, s.Endpoint)
+		if err != nil {
+			sc.add(slotEndpoint, "endpoint", s.Endpoint, Fail, "%v", err)
+			return
 		}
+		if !sc.resolve(ctx, slotEndpoint, "endpoint", primary) {
+			return
+		}
+		goProbe(func() { sc.bucket(ctx, primary) })
+		goProbe(func() { sc.cname(ctx) })
+	})
+	if s.FallbackEndpoint != "" {
+		goProbe(func() {
+			if fb, err := upstreamFor(s, s.FallbackEndpoint); err != nil {
+				sc.add(slotFallback, "fallback", s.FallbackEndpoint, Fail, "%v", err)
+			} else {
+				sc.resolve(ctx, slotFallback, "fallback", fb)
+			}
+		})
 	}
-	if reachable {
-		sc.bucket(ctx, primary)
-		sc.cname(ctx)
-	}
-	sc.tls(ctx)
+	goProbe(func() { sc.tls(ctx) })
+	wg.Wait()
 }
 
 // upstream is where a site's requests go, by the same upstream addressing
@@ -389,9 +490,9 @@ func hostOnly(hp string) string {
 
 // resolve looks up the host an upstream connects to and reports whether it
 // resolved (an IP literal needs no lookup).
-func (sc *siteCheck) resolve(ctx context.Context, check string, u upstream) bool {
+func (sc *siteCheck) resolve(ctx context.Context, slot int, check string, u upstream) bool {
 	if net.ParseIP(u.host) != nil {
-		sc.add(check, u.host, OK, "IP address, no lookup needed")
+		sc.add(slot, check, u.host, OK, "IP address, no lookup needed")
 		return true
 	}
 	addrs, err := within(ctx, sc.o.Timeout, func(ctx context.Context) ([]string, error) {
@@ -405,7 +506,7 @@ func (sc *siteCheck) resolve(ctx context.Context, check string, u upstream) bool
 		if check == "endpoint" {
 			detail += " (bucket and CNAME checks skipped)"
 		}
-		sc.add(check, u.host, Fail, "%s", detail)
+		sc.add(slot, check, u.host, Fail, "%s", detail)
 		return false
 	}
 	shown := addrs
@@ -413,14 +514,14 @@ func (sc *siteCheck) resolve(ctx context.Context, check string, u upstream) bool
 	if len(shown) > 3 {
 		shown, more = shown[:3], fmt.Sprintf(" (+%d more)", len(addrs)-3)
 	}
-	sc.add(check, u.host, OK, "resolves to %s%s", strings.Join(shown, ", "), more)
+	sc.add(slot, check, u.host, OK, "resolves to %s%s", strings.Join(shown, ", "), more)
 	return true
 }
 
 // client is an SDK client for the site's bucket signing with the resolved
 // credentials.
-func (sc *siteCheck) client() (*oss.Client, error) {
-	return ossclient.New(ossclient.ForSite(sc.site), sc.signer, ossclient.Options{
+func (sc *siteCheck) client(signer credentials.CredentialsProvider) (*oss.Client, error) {
+	return ossclient.New(ossclient.ForSite(sc.site), signer, ossclient.Options{
 		DialTimeout: sc.cfg.Server.UpstreamDialTimeout.D(),
 		RootCAs:     sc.o.RootCAs,
 	})
@@ -431,32 +532,33 @@ func (sc *siteCheck) client() (*oss.Client, error) {
 func (sc *siteCheck) bucket(ctx context.Context, u upstream) {
 	s := sc.site
 	if s.Access == "private" {
-		if sc.signer == nil {
-			sc.add("bucket", s.Bucket, Fail, "not checked: no credentials to sign with (see the credentials row)")
+		signer := sc.signer()
+		if signer == nil {
+			sc.add(slotBucket, "bucket", s.Bucket, Fail, "not checked: no credentials to sign with (see the credentials row)")
 			return
 		}
-		st, detail := sc.signedRead(ctx)
-		sc.add("bucket", s.Bucket, st, "%s", detail)
+		st, detail := sc.signedRead(ctx, signer)
+		sc.add(slotBucket, "bucket", s.Bucket, st, "%s", detail)
 		return
 	}
 
 	st, detail := sc.anonymousRead(ctx, u)
-	if st == OK && sc.signer != nil {
+	if signer := sc.signer(); st == OK && signer != nil {
 		// The gateway never signs for a public site, so the credentials
 		// failing here only matters to other tools (CNAME, storage).
-		if sst, sdetail := sc.signedRead(ctx); sst != OK {
+		if sst, sdetail := sc.signedRead(ctx, signer); sst != OK {
 			st, detail = Warn, detail+"; but the credentials cannot read it: "+sdetail
 		}
 	}
-	sc.add("bucket", s.Bucket, st, "%s", detail)
+	sc.add(slotBucket, "bucket", s.Bucket, st, "%s", detail)
 }
 
 // signedRead calls GetBucketInfo with V4. A RAM policy may grant object
 // reads without oss:GetBucketInfo; when OSS denies GetBucketInfo, a signed
 // HEAD of a key that does not exist tells the two apart (404 means the
 // request was authorised).
-func (sc *siteCheck) signedRead(ctx context.Context) (Status, string) {
-	c, err := sc.client()
+func (sc *siteCheck) signedRead(ctx context.Context, signer credentials.CredentialsProvider) (Status, string) {
+	c, err := sc.client(signer)
 	if err != nil {
 		return Fail, err.Error()
 	}
@@ -588,16 +690,17 @@ func (sc *siteCheck) cname(ctx context.Context) {
 	target := strings.Join(domains, ",")
 	cannotList := func(why string) {
 		if upHost != "" {
-			sc.add("cname", target, Fail, "%s; upstream_host %s must be bound to bucket %s", why, upHost, s.Bucket)
+			sc.add(slotCname, "cname", target, Fail, "%s; upstream_host %s must be bound to bucket %s", why, upHost, s.Bucket)
 			return
 		}
-		sc.add("cname", target, Warn, "%s; bindings are needed only if the gateway sends a domain as Host", why)
+		sc.add(slotCname, "cname", target, Warn, "%s; bindings are needed only if the gateway sends a domain as Host", why)
 	}
-	if sc.signer == nil {
+	signer := sc.signer()
+	if signer == nil {
 		cannotList("not checked: ListCname needs credentials")
 		return
 	}
-	c, err := sc.client()
+	c, err := sc.client(signer)
 	if err != nil {
 		cannotList(err.Error())
 		return
@@ -624,15 +727,15 @@ func (sc *siteCheck) cname(ctx context.Context) {
 		st, ok := bound[d]
 		switch {
 		case ok && (st == "" || strings.EqualFold(st, "Enabled")):
-			sc.add("cname", d, OK, "bound to bucket %s", s.Bucket)
+			sc.add(slotCname, "cname", d, OK, "bound to bucket %s", s.Bucket)
 		case d == upHost && ok:
-			sc.add("cname", d, Fail, "bound to bucket %s but %s, and upstream_host is %s: OSS needs the binding enabled", s.Bucket, st, d)
+			sc.add(slotCname, "cname", d, Fail, "bound to bucket %s but %s, and upstream_host is %s: OSS needs the binding enabled", s.Bucket, st, d)
 		case d == upHost:
-			sc.add("cname", d, Fail, "%s is not bound to bucket %s, and upstream_host is %s: OSS needs the binding (gateway cname token/bind -site %s -domain %s)", d, s.Bucket, d, s.Name, d)
+			sc.add(slotCname, "cname", d, Fail, "%s is not bound to bucket %s, and upstream_host is %s: OSS needs the binding (gateway cname token/bind -site %s -domain %s)", d, s.Bucket, d, s.Name, d)
 		case ok:
-			sc.add("cname", d, Warn, "bound to bucket %s but %s; needed only if the gateway sends it as Host", s.Bucket, st)
+			sc.add(slotCname, "cname", d, Warn, "bound to bucket %s but %s; needed only if the gateway sends it as Host", s.Bucket, st)
 		default:
-			sc.add("cname", d, Warn, "not bound to bucket %s; needed only if the gateway sends it as Host", s.Bucket)
+			sc.add(slotCname, "cname", d, Warn, "not bound to bucket %s; needed only if the gateway sends it as Host", s.Bucket)
 		}
 	}
 }
@@ -650,25 +753,25 @@ func (sc *siteCheck) tls(ctx context.Context) {
 	switch s.TLS {
 	case "off":
 		for _, d := range s.Domains {
-			sc.add("tls", d, OK, `off: served over plain HTTP only`)
+			sc.add(slotTLS, "tls", d, OK, `off: served over plain HTTP only`)
 		}
 	case "files":
 		cert, err := gwtls.FilesCertificate(s, gwtls.Options{Now: sc.o.Now})
 		for _, d := range s.Domains {
 			if err != nil {
-				sc.add("tls", d, Fail, "%s", clip(oneLine(err.Error()), 300))
+				sc.add(slotTLS, "tls", d, Fail, "%s", clip(oneLine(err.Error()), 300))
 				continue
 			}
 			st, detail := sc.judge(cert)
 			if herr := cert.VerifyHostname(d); herr != nil && st == OK {
 				st, detail = Warn, detail+"; the certificate does not cover "+d+", so clients will refuse it"
 			}
-			sc.add("tls", d, st, "%s", detail)
+			sc.add(slotTLS, "tls", d, st, "%s", detail)
 		}
 	case "acme":
 		for _, d := range s.Domains {
 			if net.ParseIP(d) != nil {
-				sc.add("tls", d, OK, "no ACME for IP addresses")
+				sc.add(slotTLS, "tls", d, OK, "no ACME for IP addresses")
 				continue
 			}
 			cert, err := within(ctx, sc.o.Timeout, func(ctx context.Context) (*x509.Certificate, error) {
@@ -676,12 +779,12 @@ func (sc *siteCheck) tls(ctx context.Context) {
 			})
 			switch {
 			case errors.Is(err, gwtls.ErrNotObtained):
-				sc.add("tls", d, Warn, "ACME certificate not obtained yet (the running gateway orders it)")
+				sc.add(slotTLS, "tls", d, Warn, "ACME certificate not obtained yet (the running gateway orders it)")
 			case err != nil:
-				sc.add("tls", d, Fail, "ACME storage %s: %s", sc.cfg.TLS.Storage, clip(oneLine(err.Error()), 300))
+				sc.add(slotTLS, "tls", d, Fail, "ACME storage %s: %s", sc.cfg.TLS.Storage, clip(oneLine(err.Error()), 300))
 			default:
 				st, detail := sc.judge(cert)
-				sc.add("tls", d, st, "ACME: %s", detail)
+				sc.add(slotTLS, "tls", d, st, "ACME: %s", detail)
 			}
 		}
 	}
@@ -691,8 +794,8 @@ func (sc *siteCheck) tls(ctx context.Context) {
 // signs with: the resolved ones, or a provider that says why there are none
 // (so the storage error names the real cause).
 func (sc *siteCheck) storageCredentials() credentials.CredentialsProvider {
-	if sc.signer != nil {
-		return sc.signer
+	if signer := sc.signer(); signer != nil {
+		return signer
 	}
 	return credentials.CredentialsProviderFunc(func(context.Context) (credentials.Credentials, error) {
 		return credentials.Credentials{}, errors.New("credentials did not resolve")
