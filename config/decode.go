@@ -28,6 +28,10 @@ func (d *decoder) value(v reflect.Value, raw any, path string) {
 		d.duration(v, raw, path)
 		return
 	}
+	if v.Type() == reflect.TypeFor[Size]() {
+		d.size(v, raw, path)
+		return
+	}
 	switch v.Kind() {
 	case reflect.Struct:
 		d.table(v, raw, path)
@@ -144,6 +148,21 @@ func (d *decoder) duration(v reflect.Value, raw any, path string) {
 		return
 	}
 	v.Set(reflect.ValueOf(dur))
+}
+
+// size parses a byte size such as "256MiB" into v.
+func (d *decoder) size(v reflect.Value, raw any, path string) {
+	s, ok := raw.(string)
+	if !ok {
+		d.mismatch(path, `a size string such as "256MiB"`, raw)
+		return
+	}
+	var sz Size
+	if err := sz.UnmarshalText([]byte(s)); err != nil {
+		d.p.decodeErr(path, `%q is not a size (write it like "10GiB", "256MiB" or "512KiB")`, s)
+		return
+	}
+	v.Set(reflect.ValueOf(sz))
 }
 
 func (d *decoder) mismatch(path, want string, raw any) {

@@ -44,6 +44,12 @@ func defaultConfig() Config {
 		Credentials: Credentials{
 			Source: "env",
 		},
+		Cache: Cache{
+			Path:          "",
+			MaxSize:       10 << 30,
+			Memory:        256 << 20,
+			MaxObjectSize: 256 << 20,
+		},
 		TLS: TLS{
 			ACMECA:         "", // Let's Encrypt production
 			Storage:        "/var/lib/gateway",
@@ -93,6 +99,11 @@ func defaultSite() Site {
 		URLAuth: URLAuth{
 			Enabled: false,
 			TTL:     Duration(30 * time.Minute),
+		},
+		Cache: SiteCache{
+			Enabled:      false,
+			TTL:          Duration(10 * time.Minute),
+			StaleIfError: Duration(time.Hour),
 		},
 		Process: Process{
 			Actions: []string{"image/resize", "image/crop", "image/format", "image/quality", "image/rotate",

@@ -155,6 +155,7 @@ func TestDefaults(t *testing.T) {
 		},
 		Log:         Log{Format: "json", Level: "info", AccessLog: true, AccessLogSample: 1},
 		Credentials: Credentials{Source: "env"},
+		Cache:       Cache{MaxSize: 10 << 30, Memory: 256 << 20, MaxObjectSize: 256 << 20},
 		TLS: TLS{
 			Storage:        "/var/lib/gateway",
 			MinVersion:     "1.2",
@@ -186,6 +187,7 @@ func TestDefaults(t *testing.T) {
 			OSSHeaders: []string{"x-oss-meta-*", "x-oss-forbid-overwrite", "x-oss-storage-class", "x-oss-tagging",
 				"x-oss-server-side-encryption", "x-oss-server-side-data-encryption",
 				"x-oss-server-side-encryption-key-id", "x-oss-traffic-limit"},
+			Cache: SiteCache{TTL: Duration(10 * time.Minute), StaleIfError: Duration(time.Hour)},
 			Process: Process{Actions: []string{"image/resize", "image/crop", "image/format", "image/quality", "image/rotate",
 				"image/auto-orient", "image/interlace", "image/info", "image/average-hue", "style"}},
 		}},

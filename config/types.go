@@ -7,7 +7,10 @@
 package config
 
 import (
+	"errors"
+	"math"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -22,7 +25,24 @@ type Config struct {
 	Log         Log         `toml:"log"`
 	Credentials Credentials `toml:"credentials"`
 	TLS         TLS         `toml:"tls"`
+	Cache       Cache       `toml:"cache"`
 	Sites       []Site      `toml:"site"`
+}
+
+// Cache is the object cache the sites that enable it share: a disk tier
+// that survives restarts and a memory tier for the hot objects.
+type Cache struct {
+	Path          string `toml:"path"` // "" = no cache at all
+	MaxSize       Size   `toml:"max_size"`
+	Memory        Size   `toml:"memory"`
+	MaxObjectSize Size   `toml:"max_object_size"`
+}
+
+// SiteCache is a site's use of the object cache.
+type SiteCache struct {
+	Enabled      bool     `toml:"enabled"`
+	TTL          Duration `toml:"ttl"`
+	StaleIfError Duration `toml:"stale_if_error"`
 }
 
 // Server holds the client-facing listeners and the timeouts that bound them.
@@ -122,6 +142,7 @@ type Site struct {
 	Retry       Retry       `toml:"retry"`
 	URLAuth     URLAuth     `toml:"url_auth"`
 	Process     Process     `toml:"process"`
+	Cache       SiteCache   `toml:"cache"`
 }
 
 // Process is what x-oss-process may ask OSS to do on a private site: each
@@ -200,6 +221,47 @@ type URLAuth struct {
 	KeyEnv  string   `toml:"key_env"`
 	TTL     Duration `toml:"ttl"`
 }
+
+// Size is a number of bytes written in the file as "10GiB", "256MiB",
+// "512KiB", "1GB" or a plain number of bytes.
+type Size int64
+
+// UnmarshalText parses a size; negative sizes are refused.
+func (s *Size) UnmarshalText(b []byte) error {
+	t := strings.TrimSpace(string(b))
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(t, u.suffix); ok {
+			t, mult = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return errBadSize
+	}
+	*s = Size(n * mult)
+	return nil
+}
+
+// MarshalText writes s in the largest binary unit that divides it.
+func (s Size) MarshalText() ([]byte, error) {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if s != 0 && int64(s)%u.mult == 0 {
+			return []byte(strconv.FormatInt(int64(s)/u.mult, 10) + u.suffix), nil
+		}
+	}
+	return []byte(strconv.FormatInt(int64(s), 10) + "B"), nil
+}
+
+var errBadSize = errors.New("not a size")
 
 // Duration is a time.Duration written in the file as a Go duration string ("30s").
 type Duration time.Duration

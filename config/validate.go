@@ -16,7 +16,31 @@ func (c *Config) validate(p *problems) {
 	c.Log.validate(p)
 	c.Credentials.validate(p)
 	c.TLS.validate(p)
+	c.Cache.validate(p)
 	c.validateSites(p)
+	for i := range c.Sites {
+		if c.Sites[i].Cache.Enabled && c.Cache.Path == "" {
+			p.addNear(indexKey("site", i)+".cache.enabled", "cache.path", "is true but [cache] path is empty, so there is no cache to use")
+		}
+	}
+}
+
+func (c *Cache) validate(p *problems) {
+	if c.Path != "" && !filepath.IsAbs(c.Path) {
+		p.add("cache.path", "%q must be an absolute path", c.Path)
+	}
+	if c.MaxSize <= 0 {
+		p.add("cache.max_size", "must be positive")
+	}
+	if c.Memory < 0 {
+		p.add("cache.memory", "must not be negative")
+	}
+	switch {
+	case c.MaxObjectSize <= 0:
+		p.add("cache.max_object_size", "must be positive")
+	case c.MaxObjectSize > c.MaxSize:
+		p.add("cache.max_object_size", "is larger than cache.max_size: no object that size could be kept")
+	}
 }
 
 func (s *Server) validate(p *problems) {

@@ -142,6 +142,9 @@ func (s *Site) validate(p *problems, key string, srv *Server) {
 	s.Retry.validate(p, key+".retry")
 	s.URLAuth.validate(p, key+".url_auth")
 	validateOSSHeaders(p, key+".oss_headers", s.OSSHeaders)
+	if s.Cache.Enabled && s.Cache.TTL <= 0 && s.Cache.StaleIfError <= 0 {
+		p.add(key+".cache.ttl", "is 0 and so is stale_if_error: every request would ask OSS, so the cache would only cost")
+	}
 	s.Process.validate(p, key+".process")
 }
 

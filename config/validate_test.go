@@ -214,6 +214,12 @@ func TestValidationProblems(t *testing.T) {
 		{"key_env syntax", withSite(`[site.url_auth]`, `enabled = true`, `key_env = "1-KEY"`), "site[0].url_auth.key_env", 8, "is not an environment variable name"},
 		{"ttl", withSite(`[site.url_auth]`, `enabled = true`, `key_env = "K"`, `ttl = "0s"`), "site[0].url_auth.ttl", 9, "must be positive"},
 
+		// cache
+		{"cache path relative", before(`[cache]`, `path = "cache"`), "cache.path", 2, "absolute path"},
+		{"cache size", before(`[cache]`, `path = "/var/cache/gw"`, `max_size = "lots"`), "cache.max_size", 3, "is not a size"},
+		{"cache object over size", before(`[cache]`, `path = "/var/cache/gw"`, `max_size = "1MiB"`, `max_object_size = "2MiB"`), "cache.max_object_size", 4, "larger than cache.max_size"},
+		{"site cache without path", withSite(`[site.cache]`, `enabled = true`), "site[0].cache.enabled", 7, "[cache] path is empty"},
+
 		// CORS credentials
 		{"credentials with any origin", withSite(`[[site.cors]]`, `allowed_origins = ["https://a.example.com", "*"]`, `allow_credentials = true`), "site[0].cors[0].allowed_origins[1]", 7, "any web site"},
 
