@@ -12,7 +12,8 @@ import (
 // columns of Report.Print: SITE, CHECK, TARGET, STATUS and DETAIL. A table
 // printed as it goes cannot measure its rows first, so the columns are
 // sized from the config: its site names, buckets, domains and endpoint
-// hosts (targets longer than maxTargetWidth push their row's detail right).
+// hosts. Longer targets (the config file's path, a list of domains) push
+// their row's status and detail right.
 type Printer struct {
 	w                   io.Writer
 	site, check, target int
@@ -27,7 +28,6 @@ func NewPrinter(w io.Writer, cfg *config.Config) *Printer {
 	wide := func(n *int, s string, limit int) {
 		*n = max(*n, min(len(s), limit))
 	}
-	wide(&p.target, cfg.Path, maxTargetWidth)
 	wide(&p.target, "source "+cfg.Credentials.Source, maxTargetWidth)
 	for i := range cfg.Sites {
 		s := &cfg.Sites[i]

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -39,6 +38,31 @@ D must be one of the site's domains for token and bind.
 // cnameTimeout bounds one `gateway cname` run (the SDK retries inside it).
 const cnameTimeout = 2 * time.Minute
 
+// cnameFlags are the flags of `gateway cname ACTION`.
+type cnameFlags struct {
+	*flagSet
+	path, site, domain, cert, key *string
+}
+
+func newCnameFlags(action string, stdout, stderr io.Writer) *cnameFlags {
+	synopsis := "cname " + action + " -config F -site NAME -domain D"
+	switch action {
+	case "bind":
+		synopsis += " [-cert FILE -key FILE]"
+	case "list":
+		synopsis = "cname list -config F -site NAME [-domain D]"
+	case "ACTION":
+		synopsis = "cname token|bind|list|unbind -config F -site NAME [-domain D]"
+	}
+	f := &cnameFlags{flagSet: newFlagSet("cname "+action, synopsis, strings.TrimPrefix(cnameUsageText[strings.Index(cnameUsageText, "\n"):], "\n\n"), stdout, stderr)}
+	f.path = f.String("config", "gateway.toml", "config file")
+	f.site = f.String("site", "", "name of the [[site]] whose bucket the domain is bound to")
+	f.domain = f.String("domain", "", "custom domain (one of the site's domains)")
+	f.cert = f.String("cert", "", "bind: PEM certificate chain to attach to the domain")
+	f.key = f.String("key", "", "bind: PEM private key of -cert")
+	return f
+}
+
 func cmdCname(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, cnameUsageText)
@@ -48,7 +72,7 @@ func cmdCname(args []string, stdout, stderr io.Writer) int {
 	switch action {
 	case "token", "bind", "list", "unbind":
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, cnameUsageText)
+		newCnameFlags("ACTION", stdout, stderr).usage(stdout)
 		return 0
 	default:
 		fmt.Fprintf(stderr, "gateway cname: unknown action %q\n", action)
@@ -61,19 +85,12 @@ func cmdCname(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	fs := flag.NewFlagSet("cname "+action, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "gateway.toml", "config file")
-	siteName := fs.String("site", "", "name of the [[site]] whose bucket the domain is bound to")
-	domainFlag := fs.String("domain", "", "custom domain (one of the site's domains)")
-	certFile := fs.String("cert", "", "bind: PEM certificate chain to attach to the domain")
-	keyFile := fs.String("key", "", "bind: PEM private key of -cert")
-	if err := fs.Parse(args[1:]); err != nil {
-		return exitUsage
+	fs := newCnameFlags(action, stdout, stderr)
+	if code, ok := fs.parse(args[1:]); !ok {
+		return code
 	}
+	path, siteName, domainFlag, certFile, keyFile := fs.path, fs.site, fs.domain, fs.cert, fs.key
 	switch {
-	case fs.NArg() > 0:
-		return usageErr("unexpected argument %q", fs.Arg(0))
 	case *siteName == "":
 		return usageErr("-site is required")
 	case action != "bind" && (*certFile != "" || *keyFile != ""):

@@ -203,8 +203,8 @@ func TestFleetSharesOneCertificateOnOSS(t *testing.T) {
 }
 
 // TestBadCertificateFilesRefuseToStart proves a tls = "files" pair that
-// cannot be served stops the start with one clear line, before anything
-// listens.
+// cannot be served stops the start as a bad config does (exit status 2,
+// one file:line: key line), before anything listens.
 func TestBadCertificateFilesRefuseToStart(t *testing.T) {
 	dir := t.TempDir()
 	cert := filepath.Join(dir, "cert.pem")
@@ -238,11 +238,11 @@ key_file = %q
 	cmd.Stderr = &stderr
 	start := time.Now()
 	err := cmd.Run()
-	if err == nil || cmd.ProcessState.ExitCode() != 1 || time.Since(start) > 10*time.Second {
-		t.Fatalf("exit %v after %s, want status 1 at once", err, time.Since(start))
+	if err == nil || cmd.ProcessState.ExitCode() != 2 || time.Since(start) > 10*time.Second {
+		t.Fatalf("exit %v after %s, want status 2 (a bad config) at once", err, time.Since(start))
 	}
-	if !strings.Contains(stderr.String(), `site "f": cert_file`) || !strings.Contains(stderr.String(), "missing-key.pem") {
-		t.Errorf("stderr does not name the site and the file:\n%s", stderr.String())
+	if !strings.Contains(stderr.String(), path+":16: site[0].key_file: ") || !strings.Contains(stderr.String(), "missing-key.pem") {
+		t.Errorf("stderr does not name the file, the line, the key and the missing file:\n%s", stderr.String())
 	}
 	if c, err := net.Dial("tcp", httpAddr); err == nil {
 		c.Close()
