@@ -52,6 +52,8 @@ func init() {
 		{"check", "validate the config as run does, then probe endpoints, credentials, buckets, certificates, CNAMEs", cmdCheck},
 		{"sign", "print a URL with a CDN type A auth_key (sites with url_auth)", cmdSign},
 		{"cname", "the OSS CNAME lifecycle of a site's bucket: token, bind, list, unbind", cmdCname},
+		{"reload", "make the running gateway reload its config and wait: exit 0 when live, 1 when refused", cmdReload},
+		{"healthcheck", "exit 0 when the running gateway is ready (its /readyz answers 200)", cmdHealthcheck},
 		{"version", "print the version, the commit and the Go version", cmdVersion},
 		{"help", "list the commands; gateway help COMMAND (or gateway COMMAND -h) shows its flags", cmdHelp},
 	}
