@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,12 +34,20 @@ type upstreamClient struct {
 	maxIdlePerHost   int
 
 	mu   sync.Mutex
-	idle map[string][]*upConn // scheme://addr -> most recently used last
+	idle map[connKey][]*upConn // most recently used last
+}
+
+// connKey is what makes connections interchangeable: one may carry another's
+// request only when all of these match.
+type connKey struct {
+	scheme, addr string
+	serverName   string      // TLS server name (SNI, and the name verified)
+	tls          *tls.Config // the TLS settings it was verified with
 }
 
 // upConn is one connection to OSS.
 type upConn struct {
-	key    string
+	key    connKey
 	nc     net.Conn
 	br     *bufio.Reader
 	bw     *bufio.Writer
@@ -73,9 +82,9 @@ func (c *upstreamClient) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := req.Context().Err(); err != nil {
 		return nil, err
 	}
-	key := req.URL.Scheme + "://" + req.URL.Host
+	key := c.keyFor(req.URL)
 	for {
-		conn, err := c.getConn(req.Context(), req.URL.Scheme, req.URL.Host, key)
+		conn, err := c.getConn(req.Context(), key)
 		if err != nil {
 			return nil, err
 		}
@@ -85,6 +94,21 @@ func (c *upstreamClient) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return resp, err
 	}
+}
+
+// keyFor is the connection key for requests to u.
+func (c *upstreamClient) keyFor(u *url.URL) connKey {
+	k := connKey{scheme: u.Scheme, addr: u.Host}
+	if u.Scheme == "https" {
+		k.serverName = u.Host
+		if host, _, err := net.SplitHostPort(u.Host); err == nil {
+			k.serverName = host
+		} else if len(u.Host) > 1 && u.Host[0] == '[' && u.Host[len(u.Host)-1] == ']' {
+			k.serverName = u.Host[1 : len(u.Host)-1]
+		}
+		k.tls = c.tlsConfig
+	}
+	return k
 }
 
 // cancelCheck is how long an exchange waits for OSS's headers before it
@@ -333,8 +357,8 @@ func (b *upBody) Close() error {
 	return b.conn.nc.Close()
 }
 
-// getConn returns an idle connection to addr, or dials one.
-func (c *upstreamClient) getConn(ctx context.Context, scheme, addr, key string) (*upConn, error) {
+// getConn returns an idle connection for key, or dials one.
+func (c *upstreamClient) getConn(ctx context.Context, key connKey) (*upConn, error) {
 	now := time.Now()
 	c.mu.Lock()
 	for list := c.idle[key]; len(list) > 0; list = c.idle[key] {
@@ -350,22 +374,22 @@ func (c *upstreamClient) getConn(ctx context.Context, scheme, addr, key string) 
 	}
 	c.mu.Unlock()
 
-	hostport := addr
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		if scheme == "https" {
-			hostport = net.JoinHostPort(addr, "443")
+	hostport := key.addr
+	if _, _, err := net.SplitHostPort(hostport); err != nil {
+		host := strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]")
+		if key.scheme == "https" {
+			hostport = net.JoinHostPort(host, "443")
 		} else {
-			hostport = net.JoinHostPort(addr, "80")
+			hostport = net.JoinHostPort(host, "80")
 		}
 	}
 	nc, err := c.dialer.DialContext(ctx, "tcp", hostport)
 	if err != nil {
 		return nil, err
 	}
-	if scheme == "https" {
-		host, _, _ := net.SplitHostPort(hostport)
-		cfg := c.tlsConfig.Clone()
-		cfg.ServerName = host
+	if key.scheme == "https" {
+		cfg := key.tls.Clone()
+		cfg.ServerName = key.serverName
 		cfg.NextProtos = []string{"http/1.1"}
 		tc := tls.Client(nc, cfg)
 		hctx, cancel := context.WithTimeout(ctx, c.handshakeTimeout)
@@ -395,7 +419,7 @@ func (c *upstreamClient) putConn(conn *upConn) {
 	conn.idleAt = time.Now()
 	c.mu.Lock()
 	if c.idle == nil {
-		c.idle = map[string][]*upConn{}
+		c.idle = map[connKey][]*upConn{}
 	}
 	if list := c.idle[conn.key]; len(list) < c.maxIdlePerHost {
 		c.idle[conn.key] = append(list, conn)

@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -356,5 +359,38 @@ func BenchmarkUpstream(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// TestUpstreamClientKeysConnectionsByTLSSettings proves a connection is only
+// reused under the TLS settings it was verified with: once they change (new
+// roots that do not trust the server), the next request verifies a new
+// connection, and fails, instead of riding the old one.
+func TestUpstreamClientKeysConnectionsByTLSSettings(t *testing.T) {
+	srv := newScriptServerTLS(t, func(c *scriptConn) { c.Serve(-1) })
+	c := NewTransport(TransportOptions{DialTimeout: time.Second, HeaderTimeout: 2 * time.Second, RootCAs: srv.roots}).(*upstreamClient)
+	get := func() error {
+		req, _ := http.NewRequest("GET", srv.url()+"/k", nil)
+		resp, err := c.RoundTrip(req)
+		if err != nil {
+			return err
+		}
+		io.ReadAll(resp.Body)
+		return resp.Body.Close()
+	}
+	if err := get(); err != nil {
+		t.Fatal(err)
+	}
+	if sni := srv.conn(0).sni; sni != "" {
+		t.Errorf("SNI %q sent for an IP address", sni)
+	}
+	c.tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: x509.NewCertPool()}
+	err := get()
+	var uerr x509.UnknownAuthorityError
+	if !errors.As(err, &uerr) {
+		t.Fatalf("request under roots that do not trust the server: %v, want an unknown authority error", err)
+	}
+	if srv.connCount() != 2 {
+		t.Fatalf("%d connections, want a second one for the new settings", srv.connCount())
 	}
 }
