@@ -41,7 +41,7 @@ func runBin(t *testing.T, dir string, env []string, args ...string) binResult {
 }
 
 // allCommands are the subcommands `gateway -h` lists, in order.
-var allCommands = []string{"run", "demo", "check", "sign", "cname", "reload", "healthcheck", "version", "help"}
+var allCommands = []string{"run", "demo", "check", "sign", "cname", "reload", "healthcheck", "config", "version", "help"}
 
 // TestHelpAndVersion: -h, help and --version answer on stdout with exit 0;
 // the list names every command on a line of its own; a bare unknown
@@ -71,6 +71,7 @@ func TestHelpAndVersion(t *testing.T) {
 		{args: []string{"-nosuchflag"}, code: 2, stderr: "gateway run: flag provided but not defined: -nosuchflag", oneLine: true},
 		{args: []string{"check", "-timeout", "soon"}, code: 2, stderr: `gateway check: invalid value "soon" for flag -timeout`, oneLine: true},
 		{args: []string{"check", "-timeout", "0s"}, code: 2, stderr: "gateway check: -timeout 0s: must be positive", oneLine: true},
+		{args: []string{"config", "stray"}, code: 2, stderr: `gateway config: unexpected argument "stray"`, oneLine: true},
 		{args: []string{"reload", "-admin"}, code: 2, stderr: "gateway reload: flag needs an argument: -admin", oneLine: true},
 		{args: []string{"healthcheck", "-admin", "no-port"}, code: 2, stderr: `gateway healthcheck: -admin "no-port" is not host:port`, oneLine: true},
 	}
@@ -133,6 +134,7 @@ func TestSubcommandHelp(t *testing.T) {
 		{[]string{"cname", "unbind"}, []string{"-config", "-site", "-domain"}},
 		{[]string{"reload"}, []string{"-admin", "-config", "-timeout"}},
 		{[]string{"healthcheck"}, []string{"-admin", "-config", "-timeout"}},
+		{[]string{"config"}, []string{"-config"}},
 		{[]string{"version"}, nil},
 		{[]string{"help"}, nil},
 	}

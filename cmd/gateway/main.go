@@ -54,6 +54,7 @@ func init() {
 		{"cname", "the OSS CNAME lifecycle of a site's bucket: token, bind, list, unbind", cmdCname},
 		{"reload", "make the running gateway reload its config and wait: exit 0 when live, 1 when refused", cmdReload},
 		{"healthcheck", "exit 0 when the running gateway is ready (its /readyz answers 200)", cmdHealthcheck},
+		{"config", "print the effective config as TOML: defaults filled in, credentials redacted", cmdConfig},
 		{"version", "print the version, the commit and the Go version", cmdVersion},
 		{"help", "list the commands; gateway help COMMAND (or gateway COMMAND -h) shows its flags", cmdHelp},
 	}
