@@ -152,6 +152,52 @@ func confCases() []confCase {
 			want:   served(confOutcome{Status: 200, Length: 11, Body: clean1, Reused: true}),
 		},
 		{
+			name:   "extra bytes after Content-Length body",
+			script: write(okResp("hello") + smuggled),
+			want:   served(confOutcome{Status: 200, Length: 5, Body: "hello"}),
+		},
+		{
+			// Over TLS (16 KiB records), the last record holds 12000 bytes
+			// of body and then the stray response: a read of exactly the
+			// body's rest leaves it inside the TLS layer, not in the
+			// client's buffer nor in the socket.
+			name:   "extra bytes after a 110 KB body",
+			script: write(okResp(strings.Repeat("b", 6*16384+12000-44)) + smuggled),
+			want:   served(confOutcome{Status: 200, Length: 6*16384 + 12000 - 44, Body: "<110260 bytes>"}),
+		},
+		{
+			name:   "extra bytes after chunked body",
+			script: write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + smuggled),
+			want:   served(confOutcome{Status: 200, Length: -1, Body: "hello"}),
+		},
+		{
+			name:   "extra bytes after Content-Length: 0",
+			script: write("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" + smuggled),
+			want:   served(confOutcome{Status: 200, Length: 0}),
+		},
+		{
+			name:   "body on 204",
+			script: write("HTTP/1.1 204 No Content\r\n\r\n" + smuggled),
+			want:   served(confOutcome{Status: 204}),
+		},
+		{
+			name:   "body on 304",
+			script: write("HTTP/1.1 304 Not Modified\r\nEtag: \"x\"\r\n\r\n" + smuggled),
+			want:   served(confOutcome{Status: 304}),
+		},
+		{
+			name:   "body on a HEAD response",
+			method: "HEAD",
+			script: write(fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(smuggled)) + smuggled),
+			want:   served(confOutcome{Status: 200, Length: int64(len(smuggled))}),
+		},
+		{
+			name:   "chunked body on a HEAD response",
+			method: "HEAD",
+			script: write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(smuggled), smuggled)),
+			want:   served(confOutcome{Status: 200, Length: -1}),
+		},
+		{
 			name:   "Content-Length and chunked together",
 			script: write("HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
 			hdrs:   []string{"Content-Length", "Transfer-Encoding"},

@@ -200,7 +200,7 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 	keep := !resp.Close && !req.Close
 	if resp.Body == http.NoBody { // HEAD, 204, 304: the exchange is over
 		if unwatch(stop) && keep {
-			c.putConn(conn)
+			c.putConn(conn) // unless something follows the head: see putConn
 		} else {
 			conn.nc.Close()
 		}
@@ -410,12 +410,19 @@ func (c *upstreamClient) getConn(ctx context.Context, key connKey) (*upConn, err
 }
 
 // putConn keeps conn for reuse, unless its host already has enough idle
-// connections.
+// connections, or something already follows the exchange it finished in
+// its read buffer (bytes after a body, a body on a 204, 304 or HEAD
+// answer): those were meant for no request, and the next one must not read
+// them as its answer.
 //
 // No deadline is left on a connection put back: the header deadline is
 // cleared once headers arrive, and a connection whose context deadline fired
 // (stop returned false) is closed instead.
 func (c *upstreamClient) putConn(conn *upConn) {
+	if conn.br.Buffered() > 0 {
+		conn.nc.Close()
+		return
+	}
 	conn.idleAt = time.Now()
 	c.mu.Lock()
 	if c.idle == nil {

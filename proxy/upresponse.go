@@ -352,9 +352,18 @@ func (b *fixedBody) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	if int64(len(p)) > b.n {
-		p = p[:b.n]
+		// Ask for one byte more than is left (a read returns what is
+		// there, so this never waits for it): a byte past the body is
+		// put back into br, where it keeps the connection from reuse. A
+		// read of exactly the rest could leave it unseen below br (in
+		// the TLS layer, which holds the rest of a record).
+		p = p[:b.n+1]
 	}
 	n, err := b.br.Read(p)
+	if int64(n) > b.n {
+		n = int(b.n)
+		_ = b.br.UnreadByte() // the last byte read is that one
+	}
 	b.n -= int64(n)
 	switch {
 	case b.n == 0:
