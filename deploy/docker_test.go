@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -451,6 +452,50 @@ func TestDockerfile(t *testing.T) {
 	if cmd, ok := jsonArray(final.last("CMD")); !ok || !slices.Equal(cmd, unitArgs) {
 		t.Errorf("CMD %s, want the exec form of the unit's arguments %q", final.last("CMD"), unitArgs)
 	}
+
+	// HEALTHCHECK: the image's own binary (no shell, no curl) asks /readyz
+	// of the admin listener that the config CMD runs names.
+	hc, ok := healthcheck(final.last("HEALTHCHECK"))
+	cfgPath := flagValues(unitArgs, "-config")
+	switch {
+	case !ok:
+		t.Errorf(`HEALTHCHECK %q, want [options] CMD ["/gateway", "healthcheck", ...] (the exec form: distroless has no shell)`, final.last("HEALTHCHECK"))
+	case len(hc) < 2 || hc[0] != "/gateway" || hc[1] != "healthcheck":
+		t.Errorf("HEALTHCHECK runs %q, want /gateway healthcheck", hc)
+	case !slices.Equal(flagValues(hc[2:], "-config"), cfgPath):
+		t.Errorf("HEALTHCHECK %q does not read the config CMD runs (-config %s): it would not find admin.listen", hc, cfgPath)
+	case len(flagValues(hc[2:], "-admin")) > 0:
+		t.Errorf("HEALTHCHECK %q names -admin: take it from the config, which may change", hc)
+	}
+	// The container's config: the admin listener must listen beyond the
+	// container's loopback (for the SLB and Prometheus), and let the
+	// healthcheck in from 127.0.0.1, where it asks.
+	fleet := fleetConfig(t)
+	host, _, _ := net.SplitHostPort(fleet.Admin.Listen)
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		t.Errorf("the ECS.md config's admin.listen %q is not reachable from outside a container", fleet.Admin.Listen)
+	}
+	loopback := false
+	for _, p := range fleet.Admin.AllowNets {
+		loopback = loopback || p.Contains(netip.MustParseAddr("127.0.0.1"))
+	}
+	if !loopback {
+		t.Errorf("the ECS.md config's admin.allow %q lacks 127.0.0.1: the HEALTHCHECK (and gateway reload) would get 403", fleet.Admin.Allow)
+	}
+}
+
+// healthcheck is the command of a HEALTHCHECK instruction in exec form,
+// after its --options.
+func healthcheck(args string) ([]string, bool) {
+	for strings.HasPrefix(args, "--") {
+		_, args, _ = strings.Cut(args, " ")
+		args = strings.TrimSpace(args)
+	}
+	rest, ok := strings.CutPrefix(args, "CMD ")
+	if !ok {
+		return nil, false
+	}
+	return jsonArray(strings.TrimSpace(rest))
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }

@@ -67,7 +67,7 @@ var unitRequirements = []struct{ section, key, want string }{
 	{"Service", "Group", "gateway"},
 	{"Service", "DynamicUser", "no"},
 	{"Service", "ExecStart", "/usr/local/bin/gateway run -config /etc/gateway/gateway.toml"},
-	{"Service", "ExecReload", "/bin/kill -HUP $MAINPID"},
+	{"Service", "ExecReload", "/usr/local/bin/gateway reload -config /etc/gateway/gateway.toml"},
 	{"Service", "EnvironmentFile", "-/etc/gateway/env"},
 	{"Service", "Restart", "on-failure"},
 	{"Service", "RestartSec", ""},
@@ -189,6 +189,13 @@ func TestSystemdUnit(t *testing.T) {
 	if !strings.HasPrefix(cfgPath, "/etc/gateway/") || u.get("Service", "ConfigurationDirectory") != "gateway" {
 		t.Errorf("ExecStart reads %s, outside ConfigurationDirectory /etc/gateway", cfgPath)
 	}
+	// systemctl reload goes through gateway reload, the same binary on the
+	// same file (whose admin.listen it asks), so that a refused config
+	// fails the reload rather than only logging.
+	reload := strings.Fields(u.get("Service", "ExecReload"))
+	if len(reload) < 2 || reload[0] != argv[0] || reload[1] != "reload" || !slices.Equal(flagValues(reload[2:], "-config"), []string{cfgPath}) {
+		t.Errorf("ExecReload=%s, want %s reload -config %s", u.get("Service", "ExecReload"), argv[0], cfgPath)
+	}
 	text, _ := markdownBlocks(t, "ECS.md")
 	if !strings.Contains(text, "gateway check -config "+cfgPath) {
 		t.Errorf("ECS.md does not check the file the unit runs (%s)", cfgPath)
@@ -274,6 +281,26 @@ func TestSystemdAnalyze(t *testing.T) {
 	if !slices.ContainsFunc(strings.Split(out, "\n"), func(l string) bool { return strings.Contains(l, "Overall exposure level") }) {
 		t.Errorf("systemd-analyze security printed no verdict:\n%s", out)
 	}
+}
+
+// flagValues are the values given to flag name in args ("-name v" or
+// "-name=v"; one or two leading dashes).
+func flagValues(args []string, name string) []string {
+	var vs []string
+	for i := 0; i < len(args); i++ {
+		a := strings.TrimPrefix(args[i], "-")
+		if !strings.HasPrefix(a, "-") {
+			a = "-" + a
+		}
+		switch {
+		case a == name && i+1 < len(args):
+			vs = append(vs, args[i+1])
+			i++
+		case strings.HasPrefix(a, name+"="):
+			vs = append(vs, strings.TrimPrefix(a, name+"="))
+		}
+	}
+	return vs
 }
 
 func lastLines(s string, n int) string {
