@@ -101,7 +101,7 @@ func (h *Handler) roundTrip(r *http.Request, x *exchange, up *upstream, method, 
 	var cred credentials.Credentials
 	if s.private {
 		var err error
-		cred, err = resolveCredentials(r.Context(), h.opts.Credentials)
+		cred, err = resolveCredentials(r.Context(), h.credentials())
 		if err == nil {
 			err = s.signatures.sign(r.Context(), out, s.bucket, key, s.region, &cred, time.Now())
 		}

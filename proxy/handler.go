@@ -41,6 +41,7 @@ type Options struct {
 // serves: each request reads the current one once and keeps it to the end.
 type Handler struct {
 	opts     Options
+	creds    atomic.Pointer[credentials.CredentialsProvider] // signs private sites; SetCredentials swaps it
 	ids      *requestIDs
 	state    atomic.Pointer[state]
 	inflight atomic.Int64
@@ -88,6 +89,7 @@ func New(cfg *config.Config, o Options) (*Handler, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{opts: o, ids: newRequestIDs()}
+	h.SetCredentials(o.Credentials)
 	if err := h.Load(cfg); err != nil {
 		return nil, err
 	}
@@ -131,6 +133,12 @@ func (h *Handler) transportFor(cfg *config.Config) (http.RoundTripper, Transport
 	}
 	return NewTransport(o), o
 }
+
+// SetCredentials makes p sign every private-site request from now on (a
+// reload that changed [credentials]); requests already signed keep theirs.
+func (h *Handler) SetCredentials(p credentials.CredentialsProvider) { h.creds.Store(&p) }
+
+func (h *Handler) credentials() credentials.CredentialsProvider { return *h.creds.Load() }
 
 // Config returns the config being served.
 func (h *Handler) Config() *config.Config { return h.state.Load().cfg }
@@ -183,7 +191,7 @@ func (h *Handler) Ready(ctx context.Context) error {
 		return errors.New("no config loaded")
 	}
 	if st.anySigned {
-		if _, err := resolveCredentials(ctx, h.opts.Credentials); err != nil {
+		if _, err := resolveCredentials(ctx, h.credentials()); err != nil {
 			return err
 		}
 	}

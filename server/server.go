@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -166,7 +167,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	fleet.start(cfg, errorLog)
 	r := &reloader{path: o.ConfigPath, h: h, certs: certs, current: &current, metrics: metrics, logger: logger,
-		logs: logs, accessLogs: accessLogs, fleet: fleet, errorLog: errorLog}
+		logs: logs, accessLogs: accessLogs, fleet: fleet, errorLog: errorLog, fixedCreds: o.Credentials}
 	admin := &http.Server{
 		Handler: newAdminHandler(reg,
 			func() []netip.Prefix { return current.Load().Admin.AllowNets },
@@ -223,7 +224,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	defer cancel()
 	if err = fleet.shutdown(sctx); err != nil {
 		logger.Warn("grace period over; cutting requests still running", "cut", h.Inflight(), "error", err)
+		fleet.cut()
 	}
+	fleet.wait()
 	_ = admin.Close()
 	wg.Wait()
 	logger.Info("stopped")
@@ -282,7 +285,7 @@ func (f *servers) start(cfg *config.Config, errorLog *log.Logger) {
 			srv.ConnContext = framing.ConnContext
 			go func() {
 				defer close(done)
-				if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 					f.logger.Error("serve", "addr", ln.Addr().String(), "error", err)
 				}
 			}()
@@ -290,7 +293,7 @@ func (f *servers) start(cfg *config.Config, errorLog *log.Logger) {
 			srv.TLSConfig = s.tls()
 			go func() {
 				defer close(done)
-				if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 					f.logger.Error("serve", "addr", ln.Addr().String(), "error", err)
 				}
 			}()
@@ -322,6 +325,7 @@ func (f *servers) apply(cfg *config.Config, errorLog *log.Logger) {
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownGrace.D())
 			defer cancel()
 			if err := srv.Shutdown(ctx); err != nil {
+				f.logger.Warn("reload: requests still running on the replaced server after shutdown_grace were cut", "grace", cfg.Server.ShutdownGrace.D().String())
 				_ = srv.Close()
 			}
 		}()
@@ -329,8 +333,8 @@ func (f *servers) apply(cfg *config.Config, errorLog *log.Logger) {
 }
 
 // shutdown stops accepting (the sockets close) and drains every server,
-// the ones a reload replaced included, until ctx ends; then it cuts what
-// is left.
+// the ones a reload replaced included, until ctx ends. An error means
+// requests are still running: cut ends them.
 func (f *servers) shutdown(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -352,19 +356,31 @@ func (f *servers) shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	err := errors.Join(errs...)
-	if err != nil {
-		for _, srv := range all {
-			_ = srv.Close()
+	return errors.Join(errs...)
+}
+
+// cut closes every connection of every server at once.
+func (f *servers) cut() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range []*served{f.plain, f.secure} {
+		if s != nil {
+			_ = s.srv.Close()
 		}
 	}
+	for _, srv := range f.draining {
+		_ = srv.Close()
+	}
+}
+
+// wait returns once every server's Serve has returned.
+func (f *servers) wait() {
 	for _, s := range []*served{f.plain, f.secure} {
 		if s != nil {
 			<-s.done
 		}
 	}
 	f.drainWG.Wait()
-	return err
 }
 
 // reloader applies a new config file to the running gateway, for SIGHUP
@@ -380,6 +396,7 @@ type reloader struct {
 	logs, accessLogs *logSwitch
 	fleet            *servers
 	errorLog         *log.Logger
+	fixedCreds       credentials.CredentialsProvider // Options.Credentials (the demo): never replaced
 }
 
 // reload parses and validates the file and swaps it in; a bad file keeps
@@ -410,6 +427,17 @@ func (rl *reloader) reload() error {
 		rl.metrics.ReloadResult(err, time.Now())
 		rl.logger.Error("config reload failed; keeping the running config", "file", rl.path, "error", err)
 		return err
+	}
+	if rl.fixedCreds == nil && !reflect.DeepEqual(cfg.Credentials, old.Credentials) {
+		p, perr := proxy.NewCredentialsProvider(cfg.Credentials)
+		if perr != nil { // proxy.Validate refused it already; keep the running one
+			rl.logger.Error("config reload: credentials unusable; keeping the running ones", "error", perr)
+		} else {
+			rl.h.SetCredentials(p)
+		}
+	}
+	for _, w := range cfg.Warnings() {
+		rl.logger.Warn(w)
 	}
 	rl.current.Store(cfg)
 	rl.logs.set(cfg.Log)

@@ -51,7 +51,7 @@ func (c *slogCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
 	}
 	attrs := make([]slog.Attr, 0, len(enc.Fields)+1)
 	if e.LoggerName != "" {
-		attrs = append(attrs, slog.String("component", "tls."+e.LoggerName))
+		attrs = append(attrs, slog.String("component", "tls."+strings.Trim(e.LoggerName, ".")))
 	} else {
 		attrs = append(attrs, slog.String("component", "tls"))
 	}

@@ -289,3 +289,35 @@ func TestAdminReloadIsSynchronous(t *testing.T) {
 		t.Fatalf("GET /-/reload: %d", resp.StatusCode)
 	}
 }
+
+// TestReloadAppliesCredentials: [credentials] applies on reload: a private
+// site that had no usable keys (503) signs with the new ones.
+func TestReloadAppliesCredentials(t *testing.T) {
+	emu, emuAddr := startEmulator(t)
+	addTestCredential(emu)
+	emu.CreateBucket("bkt", ossemu.Private)
+	emu.PutObject("bkt", "a.txt", []byte("private"), nil)
+	p := startGateway(t, gatewayConfig("", siteTable("files", "files.test", "bkt", "http://"+emuAddr, "private", "")),
+		"OSS_ACCESS_KEY_ID=", "OSS_ACCESS_KEY_SECRET=")
+	if resp, _ := p.get(t, "files.test", "/a.txt", nil); resp.StatusCode != 503 {
+		t.Fatalf("without credentials: %d", resp.StatusCode)
+	}
+	path := p.cmd.Args[len(p.cmd.Args)-1]
+	text, _ := os.ReadFile(path)
+	static := strings.Replace(string(text), `source = "env"`, "source = \"static\"\naccess_key_id = \"LTAIresilience\"\naccess_key_secret = \"resilience-secret\"", 1)
+	if err := os.WriteFile(path, []byte(static), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+p.admin+"/-/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("reload: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := p.get(t, "files.test", "/a.txt", nil); resp.StatusCode != 200 || string(body) != "private" {
+		t.Fatalf("after the reload to static keys: %d %q", resp.StatusCode, body)
+	}
+}
