@@ -48,13 +48,10 @@ func validate(cfg *config.Config, getenv func(string) string, now func() time.Ti
 	if len(ps) == 0 {
 		return nil
 	}
-	var lines map[string]int
-	if data, err := os.ReadFile(cfg.Path); err == nil {
-		lines = keyLines(data)
-	}
+	data, _ := os.ReadFile(cfg.Path) // unreadable: problems without lines
 	for i := range ps {
-		if ps[i].Line == 0 && ps[i].Key != "" {
-			ps[i].Line = lineFor(lines, ps[i].Key)
+		if ps[i].Line == 0 && ps[i].Key != "" && data != nil {
+			ps[i].Line = config.LineOf(data, ps[i].Key)
 		}
 	}
 	sort.SliceStable(ps, func(i, j int) bool {

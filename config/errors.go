@@ -116,14 +116,7 @@ func (p *problems) addNear(key, near, format string, args ...any) {
 // line is the line where key was written or, for a key left to its default,
 // the line of the nearest table that was written (such as the [[site]]
 // header of a site that lacks a required key).
-func (p *problems) line(key string) int {
-	for k := key; k != ""; k = parentKey(k) {
-		if l, ok := p.lines[k]; ok {
-			return l
-		}
-	}
-	return 0
-}
+func (p *problems) line(key string) int { return linesLookup(p.lines, key) }
 
 // err returns the collected problems as an *Error sorted by line (problems
 // without a line last), or nil when there are none.

@@ -34,6 +34,25 @@ func keyLines(data []byte) map[string]int {
 	return ix.lines
 }
 
+// LineOf returns the line of key in a TOML document, or, when key was
+// left to its default, of the nearest enclosing table written (a [[site]]
+// header); 0 when unknown. It lets checks made after Load (what the
+// gateway itself refuses in an accepted file) point at a line as Load's
+// own problems do.
+func LineOf(data []byte, key string) int {
+	return linesLookup(keyLines(data), key)
+}
+
+// linesLookup is LineOf on an index already built.
+func linesLookup(lines map[string]int, key string) int {
+	for k := key; k != ""; k = parentKey(k) {
+		if l, ok := lines[k]; ok {
+			return l
+		}
+	}
+	return 0
+}
+
 type lineIndex struct {
 	lines  map[string]int
 	arrays map[string]int // array-of-tables path -> elements seen so far
