@@ -85,9 +85,9 @@ type confCase struct {
 	headerTimeout, ctxTimeout time.Duration
 	// hdrs are response headers to record.
 	hdrs []string
-	// late marks a case whose stray bytes arrive after the response: only a
-	// pause before the next request lets any client see them, so the
-	// no-pause check does not apply.
+	// late marks a case whose stray bytes (or close) arrive after the
+	// response: only a pause before the next request lets any client see
+	// them, so the no-pause check does not apply.
 	late bool
 
 	want   confOutcome  // net/http's outcome
@@ -164,6 +164,18 @@ func confCases() []confCase {
 			name:   "extra bytes after a 110 KB body",
 			script: write(okResp(strings.Repeat("b", 6*16384+12000-44)) + smuggled),
 			want:   served(confOutcome{Status: 200, Length: 6*16384 + 12000 - 44, Body: "<110260 bytes>"}),
+		},
+		{
+			name: "extra bytes after Content-Length body, arriving late",
+			script: func(c *scriptConn) {
+				if c.ReadRequest() != nil {
+					_ = c.Write(okResp("hello"))
+					c.Wait(20 * time.Millisecond)
+					_ = c.Write(smuggled)
+				}
+			},
+			late: true,
+			want: served(confOutcome{Status: 200, Length: 5, Body: "hello"}),
 		},
 		{
 			name:   "extra bytes after chunked body",
@@ -316,7 +328,45 @@ func confCases() []confCase {
 		{
 			name:   "closed while idle, then GET",
 			script: func(c *scriptConn) { c.Serve(1); c.Close() },
+			late:   true,
 			want:   served(confOutcome{Status: 200, Length: 11, Body: clean1}),
+		},
+		{
+			name:   "closed while idle, then PUT",
+			script: func(c *scriptConn) { c.Serve(1); c.Close() },
+			late:   true,
+			second: "PUT",
+			want:   served(confOutcome{Status: 200, Length: 11, Body: clean1}),
+		},
+		{
+			name:   "reset while idle, then PUT",
+			script: func(c *scriptConn) { c.Serve(1); c.Reset() },
+			late:   true,
+			second: "PUT",
+			want:   served(confOutcome{Status: 200, Length: 11, Body: clean1}),
+		},
+		{
+			name: "half-closed while idle, then PUT",
+			script: func(c *scriptConn) {
+				c.Serve(1)
+				c.CloseWrite()
+				c.ReadRequest() // whatever still arrives is recorded, never answered
+				c.Close()
+			},
+			second: "PUT",
+			late:   true,
+			want:   served(confOutcome{Status: 200, Length: 11, Body: clean1}),
+		},
+		{
+			name: "408 sent on the idle connection",
+			script: func(c *scriptConn) {
+				c.Serve(1)
+				c.Wait(20 * time.Millisecond)
+				_ = c.Write("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+				c.Close()
+			},
+			late: true,
+			want: served(confOutcome{Status: 200, Length: 11, Body: clean1}),
 		},
 		{
 			name: "idle connection closed as the GET arrives",

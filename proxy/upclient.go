@@ -10,10 +10,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -45,7 +47,8 @@ type connKey struct {
 	tls          *tls.Config // the TLS settings it was verified with
 }
 
-// upConn is one connection to OSS.
+// upConn is one connection to OSS. It sits between the connection and its
+// read buffer.
 type upConn struct {
 	key    connKey
 	nc     net.Conn
@@ -57,6 +60,25 @@ type upConn struct {
 	// headers whose body came with them is kept: the next exchange either
 	// reuses it or replaces it before reading.
 	readDeadline time.Time
+
+	// isTLS says nc is a *tls.Conn; lastFull that the last read from it
+	// filled the buffer it was given, so the TLS layer may hold more of
+	// the record it came from.
+	isTLS, lastFull bool
+
+	// raw is the socket under nc, for the idle check; nil where there is
+	// none or it cannot be polled.
+	raw       syscall.RawConn
+	peekFn    func(fd uintptr) bool // conn.peek, bound once
+	peekState int
+	peekBuf   [1]byte
+}
+
+// Read is what br reads from.
+func (conn *upConn) Read(p []byte) (int, error) {
+	n, err := conn.nc.Read(p)
+	conn.lastFull = n == len(p)
+	return n, err
 }
 
 // setReadDeadline sets nc's read deadline, unless it is set to t already.
@@ -360,19 +382,25 @@ func (b *upBody) Close() error {
 // getConn returns an idle connection for key, or dials one.
 func (c *upstreamClient) getConn(ctx context.Context, key connKey) (*upConn, error) {
 	now := time.Now()
-	c.mu.Lock()
-	for list := c.idle[key]; len(list) > 0; list = c.idle[key] {
+	for {
+		c.mu.Lock()
+		list := c.idle[key]
+		if len(list) == 0 {
+			c.mu.Unlock()
+			break
+		}
 		conn := list[len(list)-1]
 		list[len(list)-1] = nil
 		c.idle[key] = list[:len(list)-1]
-		if now.Sub(conn.idleAt) < c.idleTimeout {
-			c.mu.Unlock()
+		c.mu.Unlock()
+		// Idle too long, OSS may be closing it right now; anything that
+		// arrived while idle (EOF, a reset, stray bytes) means it is done.
+		if now.Sub(conn.idleAt) < c.idleTimeout && conn.quiet(now) {
 			conn.reused = true
 			return conn, nil
 		}
-		conn.nc.Close() // idle too long: OSS may be closing it right now
+		conn.nc.Close()
 	}
-	c.mu.Unlock()
 
 	hostport := key.addr
 	if _, _, err := net.SplitHostPort(hostport); err != nil {
@@ -387,6 +415,14 @@ func (c *upstreamClient) getConn(ctx context.Context, key connKey) (*upConn, err
 	if err != nil {
 		return nil, err
 	}
+	conn := &upConn{key: key}
+	if idleCheckable {
+		if sc, ok := nc.(syscall.Conn); ok {
+			if raw, err := sc.SyscallConn(); err == nil {
+				conn.raw, conn.peekFn = raw, conn.peek
+			}
+		}
+	}
 	if key.scheme == "https" {
 		cfg := key.tls.Clone()
 		cfg.ServerName = key.serverName
@@ -399,14 +435,81 @@ func (c *upstreamClient) getConn(ctx context.Context, key connKey) (*upConn, err
 			nc.Close()
 			return nil, err
 		}
-		nc = tc
+		nc, conn.isTLS = tc, true
 	}
-	return &upConn{
-		key: key,
-		nc:  nc,
-		br:  bufio.NewReaderSize(nc, 8<<10), // bodies bypass it: copyBody reads 64 KiB at a time
-		bw:  bufio.NewWriterSize(nc, 8<<10),
-	}, nil
+	conn.nc = nc
+	conn.br = bufio.NewReaderSize(conn, 8<<10) // bodies bypass it: copyBody reads 64 KiB at a time
+	conn.bw = bufio.NewWriterSize(nc, 8<<10)
+	return conn, nil
+}
+
+// idleCheckable says whether this platform's sockets are non-blocking
+// descriptors that read(2) can poll; elsewhere (Windows handles) an idle
+// connection's state shows when it is used.
+const idleCheckable = runtime.GOOS != "windows" && runtime.GOOS != "plan9" && runtime.GOOS != "js" && runtime.GOOS != "wasip1"
+
+// Peek states.
+const (
+	peekQuiet = iota // nothing to read
+	peekData         // bytes arrived
+	peekEnded        // EOF or an error (a reset)
+)
+
+// quiet reports whether nothing has arrived on an idle connection: no EOF,
+// no reset, no stray bytes. It costs one non-blocking read(2), which is
+// what lets a connection OSS closed while idle be replaced before any
+// request byte is written to it, and keeps bytes OSS sent where no answer
+// was due from being read as the next request's answer. (net/http learns
+// the same from the read it keeps pending on every idle connection.)
+func (conn *upConn) quiet(now time.Time) bool {
+	if conn.br.Buffered() > 0 {
+		return false
+	}
+	if conn.raw == nil {
+		return !conn.isTLS || !conn.lastFull || conn.tlsQuiet()
+	}
+	if !conn.readDeadline.IsZero() && !conn.readDeadline.After(now) {
+		conn.setReadDeadline(time.Time{}) // an expired one fails the read before it is tried
+	}
+	if conn.isTLS && conn.lastFull && !conn.tlsQuiet() {
+		return false
+	}
+	conn.peekState = peekEnded
+	if err := conn.raw.Read(conn.peekFn); err != nil {
+		return false
+	}
+	return conn.peekState == peekQuiet
+}
+
+// tlsQuiet reports whether the TLS layer holds nothing more from OSS: a
+// read from it with the deadline past returns what it has buffered or
+// decrypted, and fails without touching the socket otherwise.
+func (conn *upConn) tlsQuiet() bool {
+	conn.setReadDeadline(aLongTimeAgo)
+	n, err := conn.nc.Read(conn.peekBuf[:])
+	conn.setReadDeadline(time.Time{})
+	return n == 0 && isTimeout(err)
+}
+
+// peek is quiet's read(2) on the socket. A byte it takes is lost, and with it
+// the connection, which is closed: any byte here is one too many.
+func (conn *upConn) peek(fd uintptr) bool {
+	n, err := sysRead(syscall.Read, fd, conn.peekBuf[:])
+	switch {
+	case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
+		conn.peekState = peekQuiet
+	case err == nil && n > 0:
+		conn.peekState = peekData
+	default:
+		conn.peekState = peekEnded
+	}
+	return true // never wait for readability
+}
+
+// sysRead calls read with fd converted to the platform's descriptor type
+// (int on Unix).
+func sysRead[FD ~int | ~uintptr](read func(FD, []byte) (int, error), fd uintptr, p []byte) (int, error) {
+	return read(FD(fd), p)
 }
 
 // putConn keeps conn for reuse, unless its host already has enough idle

@@ -394,3 +394,37 @@ func TestUpstreamClientKeysConnectionsByTLSSettings(t *testing.T) {
 		t.Fatalf("%d connections, want a second one for the new settings", srv.connCount())
 	}
 }
+
+// TestUpstreamClientTLSLeftoverAfterExactRead proves bytes past a body that
+// stay inside the TLS layer (the rest of the body's last record, when the
+// caller reads exactly the body) keep the connection from reuse, as bytes
+// in the read buffer or the socket do.
+func TestUpstreamClientTLSLeftoverAfterExactRead(t *testing.T) {
+	const size = 6*16384 + 12000 - 44 // the last 16 KiB record: 12000 body bytes, then the stray answer
+	srv := newScriptServerTLS(t, func(c *scriptConn) {
+		if c.id == 0 && c.ReadRequest() != nil {
+			c.Write("HTTP/1.1 200 OK\r\nContent-Length: " + itoa(size) + "\r\n\r\n" + strings.Repeat("b", size) + smuggled)
+		}
+		c.Serve(-1)
+	})
+	c := NewTransport(TransportOptions{DialTimeout: time.Second, HeaderTimeout: 2 * time.Second, RootCAs: srv.roots}).(*upstreamClient)
+	req, _ := http.NewRequest("GET", srv.url()+"/first", nil)
+	resp, err := c.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, size)); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	req, _ = http.NewRequest("GET", srv.url()+"/second", nil)
+	resp, err = c.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "clean/second" {
+		t.Fatalf("second request got %q", b)
+	}
+}
