@@ -424,12 +424,15 @@ func (fl *flight) run(fetch FetchFunc) {
 		close(fl.hdr)
 		return
 	}
+	var buf []byte
+	var file *os.File
+	var bodyOff int64
 	if small {
-		fl.buf = make([]byte, meta.Size)
+		buf = make([]byte, meta.Size)
 	}
 	if w != nil {
-		fl.file, fl.bodyOff = w.f, w.bodyOff
-	} else if fl.buf == nil {
+		file, bodyOff = w.f, w.bodyOff
+	} else if buf == nil {
 		f, err := os.CreateTemp(c.dir, tmpPrefix+"stream-*")
 		if err == nil {
 			err = os.Remove(f.Name()) // only its readers' fds keep it
@@ -443,8 +446,12 @@ func (fl *flight) run(fetch FetchFunc) {
 			close(fl.hdr)
 			return
 		}
-		fl.file = f
+		file = f
 	}
+	// Under fl.mu: a Close before the headers reads file in release.
+	fl.mu.Lock()
+	fl.buf, fl.file, fl.bodyOff = buf, file, bodyOff
+	fl.mu.Unlock()
 	close(fl.hdr)
 	fl.stream(body, w)
 }
