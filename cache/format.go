@@ -41,7 +41,8 @@ const (
 	maxBlobLen  = 1 << 20
 )
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+// castagnoli is the CRC-32C table (crc32 builds it once and caches it).
+func castagnoli() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) }
 
 // errFormat marks a file that is not a valid entry; callers delete it.
 var errFormat = errors.New("not a valid cache entry")
@@ -218,7 +219,7 @@ func encodePrefix(blob []byte, bodyLen int64, sum [32]byte, stored time.Time) []
 	binary.LittleEndian.PutUint32(p[12:], uint32(len(blob)))
 	binary.LittleEndian.PutUint64(p[16:], uint64(bodyLen))
 	copy(p[24:56], sum[:])
-	crc := crc32.Update(crc32.Checksum(p[:56], castagnoli), castagnoli, blob)
+	crc := crc32.Update(crc32.Checksum(p[:56], castagnoli()), castagnoli(), blob)
 	binary.LittleEndian.PutUint32(p[56:], crc)
 	putSlot(p[slotOff:slotOff+slotLen], 0, stored, 1)
 	return p
@@ -233,7 +234,7 @@ func putSlot(b []byte, idx int, stored time.Time, seq uint32) {
 }
 
 func slotCRC(b []byte, idx int) uint32 {
-	return crc32.Update(crc32.Checksum(b, castagnoli), castagnoli, []byte{byte(idx)})
+	return crc32.Update(crc32.Checksum(b, castagnoli()), castagnoli(), []byte{byte(idx)})
 }
 
 // parseSlots picks the valid slot with the highest sequence number.
@@ -282,7 +283,7 @@ func parseHeader(p, blob []byte) (fileHeader, error) {
 	if len(blob) != bl {
 		return h, fmt.Errorf("short header: %w", errFormat)
 	}
-	crc := crc32.Update(crc32.Checksum(p[:56], castagnoli), castagnoli, blob)
+	crc := crc32.Update(crc32.Checksum(p[:56], castagnoli()), castagnoli(), blob)
 	if crc != binary.LittleEndian.Uint32(p[56:]) {
 		return h, fmt.Errorf("header checksum mismatch: %w", errFormat)
 	}
