@@ -48,7 +48,7 @@ type connKey struct {
 }
 
 // upConn is one connection to OSS. It sits between the connection and its
-// read buffer.
+// buffers: writes from bw are counted.
 type upConn struct {
 	key    connKey
 	nc     net.Conn
@@ -60,6 +60,9 @@ type upConn struct {
 	// headers whose body came with them is kept: the next exchange either
 	// reuses it or replaces it before reading.
 	readDeadline time.Time
+	// written counts the bytes of the current request the connection
+	// accepted: none means OSS cannot have seen any of it.
+	written int64
 
 	// isTLS says nc is a *tls.Conn; lastFull that the last read from it
 	// filled the buffer it was given, so the TLS layer may hold more of
@@ -81,6 +84,13 @@ func (conn *upConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Write is what bw writes to: nc, counted.
+func (conn *upConn) Write(p []byte) (int, error) {
+	n, err := conn.nc.Write(p)
+	conn.written += int64(n)
+	return n, err
+}
+
 // setReadDeadline sets nc's read deadline, unless it is set to t already.
 func (conn *upConn) setReadDeadline(t time.Time) {
 	if t.Equal(conn.readDeadline) {
@@ -92,9 +102,11 @@ func (conn *upConn) setReadDeadline(t time.Time) {
 
 var _ http.RoundTripper = (*upstreamClient)(nil)
 
-// errStaleConn marks a failure on a reused connection before any response
-// byte arrived: the server had closed it while idle, so the request never
-// reached OSS and may be sent again on a fresh connection.
+// errStaleConn marks a failure on a reused connection that OSS closed while
+// it was idle, where sending the request again cannot repeat it: no byte of
+// it was taken (any request), or no answer came to a replayable one (GET,
+// HEAD, OPTIONS, TRACE, or with an idempotency key, and no body), as net/http
+// decides.
 var errStaleConn = errors.New("idle connection closed by OSS")
 
 // RoundTrip sends req to OSS and returns the response with its body
@@ -111,8 +123,8 @@ func (c *upstreamClient) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		resp, err := c.exchange(conn, req)
-		if errors.Is(err, errStaleConn) && (req.Body == nil || req.Body == http.NoBody) {
-			continue // the request never reached OSS; idle conns are few, so this ends
+		if errors.Is(err, errStaleConn) {
+			continue // only reused connections go stale: this ends once the idle ones are gone
 		}
 		return resp, err
 	}
@@ -133,6 +145,30 @@ func (c *upstreamClient) keyFor(u *url.URL) connKey {
 	return k
 }
 
+// retryable reports whether a request that failed on conn may be sent again
+// on a new connection (see errStaleConn).
+func (conn *upConn) retryable(req *http.Request, hasBody bool) bool {
+	if !conn.reused {
+		return false // a new connection failing is OSS's answer
+	}
+	if conn.written == 0 {
+		return true // writeRequest reads no body before the head is taken
+	}
+	return !hasBody && replayable(req)
+}
+
+// replayable is net/http's rule for requests it sends again after a reused
+// connection failed without an answer.
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, ok := req.Header["Idempotency-Key"]
+	_, xok := req.Header["X-Idempotency-Key"]
+	return ok || xok
+}
+
 // cancelCheck is how long an exchange waits for OSS's headers before it
 // starts watching the request's context. Nearly every answer arrives well
 // within it and so costs no context registration (a child in the server's
@@ -148,14 +184,18 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 	if hasBody {
 		stop = conn.watch(ctx) // an upload can wait on OSS for as long as the client sends
 	}
-	if err := writeRequest(conn.bw, req); err != nil {
+	conn.written = 0
+	// On a reused connection the head goes out before any body byte is
+	// read: if OSS had closed it, nothing was taken and the body is whole
+	// for a new connection.
+	if err := writeRequest(conn.bw, req, conn.reused && hasBody); err != nil {
 		var cbe *clientBodyError
 		if errors.As(err, &cbe) {
 			// The client's body broke: close before the framing is
 			// complete, so OSS sees a cut request and stores nothing.
 			return conn.fail(ctx, stop, err)
 		}
-		if conn.reused && !hasBody {
+		if conn.retryable(req, hasBody) {
 			return conn.fail(ctx, stop, fmt.Errorf("%w: %v", errStaleConn, err))
 		}
 		// OSS may have answered (a 403, say) and closed before taking the
@@ -198,7 +238,7 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 		_, err = conn.br.Peek(1)
 	}
 	if err != nil {
-		if conn.reused && isConnClosed(err) {
+		if isConnClosed(err) && conn.retryable(req, hasBody) {
 			return conn.fail(ctx, stop, fmt.Errorf("%w: %v", errStaleConn, err))
 		}
 		return conn.fail(ctx, stop, err)
@@ -268,8 +308,9 @@ func isConnClosed(err error) bool {
 // writeRequest writes req's request line, headers and body in HTTP/1.1.
 // Header values cannot hold CR or LF: the client side's parser refused
 // them and the gateway's own values never have them; any that did would be
-// dropped rather than split into a second header.
-func writeRequest(bw *bufio.Writer, req *http.Request) error {
+// dropped rather than split into a second header. With flushHead, the head
+// is flushed before the first body byte is read.
+func writeRequest(bw *bufio.Writer, req *http.Request, flushHead bool) error {
 	bw.WriteString(req.Method)
 	bw.WriteByte(' ')
 	bw.WriteString(req.URL.RequestURI())
@@ -303,6 +344,11 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 		var b [20]byte
 		bw.Write(strconv.AppendInt(b[:0], req.ContentLength, 10))
 		bw.WriteString("\r\n\r\n")
+		if flushHead {
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+		}
 		n, err := copyBody(bw, io.LimitReader(req.Body, req.ContentLength))
 		if err != nil {
 			return err
@@ -312,6 +358,11 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 		}
 	case hasBody:
 		bw.WriteString("Transfer-Encoding: chunked\r\n\r\n")
+		if flushHead {
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+		}
 		cw := &chunkedWriter{bw}
 		if _, err := copyBody(cw, req.Body); err != nil {
 			return err
@@ -439,7 +490,7 @@ func (c *upstreamClient) getConn(ctx context.Context, key connKey) (*upConn, err
 	}
 	conn.nc = nc
 	conn.br = bufio.NewReaderSize(conn, 8<<10) // bodies bypass it: copyBody reads 64 KiB at a time
-	conn.bw = bufio.NewWriterSize(nc, 8<<10)
+	conn.bw = bufio.NewWriterSize(conn, 8<<10)
 	return conn, nil
 }
 

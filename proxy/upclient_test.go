@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -426,5 +427,82 @@ func TestUpstreamClientTLSLeftoverAfterExactRead(t *testing.T) {
 	resp.Body.Close()
 	if string(b) != "clean/second" {
 		t.Fatalf("second request got %q", b)
+	}
+}
+
+// pipeConn puts a net.Pipe end into c's idle pool for u, as a connection
+// an earlier exchange left there; the other end goes to the caller.
+func pipeConn(t testing.TB, c *upstreamClient, u string) net.Conn {
+	t.Helper()
+	pu, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, theirs := net.Pipe()
+	conn := &upConn{key: c.keyFor(pu), nc: mine}
+	conn.br = bufio.NewReaderSize(conn, 8<<10)
+	conn.bw = bufio.NewWriterSize(conn, 8<<10)
+	c.putConn(conn)
+	t.Cleanup(func() { mine.Close(); theirs.Close() })
+	return theirs
+}
+
+// TestUpstreamClientResendsUntakenPut proves a PUT whose reused connection
+// turns out dead before it took a single byte goes again, body and all, on
+// a new connection; and that one whose head was taken is never sent twice.
+func TestUpstreamClientResendsUntakenPut(t *testing.T) {
+	var bodies []string
+	var mu sync.Mutex
+	srv := newScriptServer(t, func(c *scriptConn) {
+		for {
+			r := c.ReadRequest()
+			if r == nil {
+				return
+			}
+			mu.Lock()
+			bodies = append(bodies, r.Body)
+			mu.Unlock()
+			c.Write("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		}
+	})
+	c := newTestClient()
+	put := func() error {
+		req, _ := http.NewRequest("PUT", srv.url()+"/k", strings.NewReader("the body"))
+		resp, err := c.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+
+	// Dead before the first byte: the write fails with nothing taken.
+	pipeConn(t, c, srv.url()).Close()
+	if err := put(); err != nil {
+		t.Fatalf("PUT over a dead idle connection: %v, want it sent on a new one", err)
+	}
+	mu.Lock()
+	if len(bodies) != 1 || bodies[0] != "the body" {
+		t.Fatalf("server got bodies %q", bodies)
+	}
+	mu.Unlock()
+
+	// Dead after the head was taken: OSS may have it, so no second send.
+	c.CloseIdleConnections()
+	theirs := pipeConn(t, c, srv.url())
+	go func() {
+		br := bufio.NewReader(theirs)
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil || l == "\r\n" {
+				break
+			}
+		}
+		theirs.Close()
+	}()
+	if err := put(); err == nil {
+		t.Fatal("PUT whose head was taken before the connection died: no error")
+	}
+	if srv.connCount() != 1 {
+		t.Fatalf("%d connections to the server, want the one of the first PUT: the second was re-sent", srv.connCount())
 	}
 }
