@@ -95,6 +95,7 @@ func TestCrashMidWrite(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
+			t.Cleanup(func() { _ = cmd.Process.Kill() }) // if the test fails before its kill
 			stored := map[int]bool{}
 			lines := bufio.NewScanner(out)
 			for lines.Scan() {
