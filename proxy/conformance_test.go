@@ -251,6 +251,28 @@ func confCases() []confCase {
 			want:   served(confOutcome{Status: 200, Length: 2, Body: "ok", Reused: true}),
 		},
 		{
+			name: "100 Continue, then the answer 300ms later",
+			script: func(c *scriptConn) {
+				if c.ReadRequest() != nil {
+					_ = c.Write("HTTP/1.1 100 Continue\r\n\r\n")
+					c.Wait(300 * time.Millisecond)
+					_ = c.Write(okResp("ok"))
+				}
+			},
+			want: served(confOutcome{Status: 200, Length: 2, Body: "ok", Reused: true}),
+		},
+		{
+			name: "103 Early Hints, then the answer 300ms later",
+			script: func(c *scriptConn) {
+				if c.ReadRequest() != nil {
+					_ = c.Write("HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+					c.Wait(300 * time.Millisecond)
+					_ = c.Write(okResp("ok"))
+				}
+			},
+			want: served(confOutcome{Status: 200, Length: 2, Body: "ok", Reused: true}),
+		},
+		{
 			name:   "100-continue on a PUT",
 			method: "PUT",
 			body:   "payload",
@@ -398,6 +420,16 @@ func confCases() []confCase {
 				}
 			},
 			want: served(confOutcome{Status: 200, Length: 2, Body: "ok", Reused: true}),
+		},
+		{
+			name: "drip of the head past the header timeout",
+			script: func(c *scriptConn) {
+				if c.ReadRequest() != nil {
+					_ = c.Drip("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 50*time.Millisecond)
+				}
+			},
+			headerTimeout: 500 * time.Millisecond,
+			want:          served(confOutcome{Err: "timeout"}),
 		},
 		{
 			name: "slow drip of the body",

@@ -100,6 +100,15 @@ func (conn *upConn) setReadDeadline(t time.Time) {
 	_ = conn.nc.SetReadDeadline(t)
 }
 
+// errHeaderTimeout is the header timeout expiring.
+var errHeaderTimeout error = headerTimeoutError{}
+
+type headerTimeoutError struct{}
+
+func (headerTimeoutError) Error() string   { return "timeout awaiting response headers from OSS" }
+func (headerTimeoutError) Timeout() bool   { return true }
+func (headerTimeoutError) Temporary() bool { return true }
+
 var _ http.RoundTripper = (*upstreamClient)(nil)
 
 // errStaleConn marks a failure on a reused connection that OSS closed while
@@ -201,7 +210,7 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 		// OSS may have answered (a 403, say) and closed before taking the
 		// whole body: that answer is worth more than the write error.
 		conn.setReadDeadline(time.Now().Add(time.Second))
-		if resp, rerr := readResponse(conn.br, req); rerr == nil {
+		if resp, rerr := c.readHead(conn, req, time.Time{}); rerr == nil {
 			conn.setReadDeadline(time.Time{})
 			resp.Body = &upBody{c: c, conn: conn, body: resp.Body, stop: stop}
 			return resp, nil
@@ -241,6 +250,9 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 		if isConnClosed(err) && conn.retryable(req, hasBody) {
 			return conn.fail(ctx, stop, fmt.Errorf("%w: %v", errStaleConn, err))
 		}
+		if isTimeout(err) && !deadline.IsZero() && !time.Now().Before(deadline) {
+			err = errHeaderTimeout
+		}
 		return conn.fail(ctx, stop, err)
 	}
 	if !conn.readDeadline.Equal(deadline) && !headBuffered(conn.br) {
@@ -251,7 +263,7 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 			stop = conn.watch(ctx)
 		}
 	}
-	resp, err := readResponse(conn.br, req)
+	resp, err := c.readHead(conn, req, deadline)
 	if err != nil {
 		return conn.fail(ctx, stop, err)
 	}
@@ -270,6 +282,17 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 	}
 	resp.Body = &upBody{c: c, conn: conn, body: resp.Body, stop: stop, keep: keep, inMemory: inMemory}
 	return resp, nil
+}
+
+// readHead reads a response head on conn. A failure at or past deadline
+// (non-zero) is the header timeout, whatever the parser made of the part
+// that came: a line cut by the deadline reads as malformed.
+func (c *upstreamClient) readHead(conn *upConn, req *http.Request, deadline time.Time) (*http.Response, error) {
+	resp, err := readResponse(conn.br, req)
+	if err != nil && !deadline.IsZero() && !time.Now().Before(deadline) {
+		return nil, errHeaderTimeout
+	}
+	return resp, err
 }
 
 // watch aborts conn's IO once ctx ends; the returned stop ends the watch.

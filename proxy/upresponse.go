@@ -140,18 +140,34 @@ func headLen(br *bufio.Reader) (int, bool) {
 		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
 			return i + 4, true
 		}
-		if len(buf) >= br.Size() {
-			return 0, false
+		if len(buf) >= br.Size() || bareLF(buf) {
+			return 0, false // a bare LF may end the head already: never wait for a CRLF
 		}
 		want = len(buf) + 1
 	}
 }
 
-// headBuffered reports whether br's buffer already holds a whole response
-// head, so reading it needs nothing more from the connection.
+// bareLF reports an LF not preceded by CR, which the fast path refuses.
+func bareLF(b []byte) bool {
+	for i := bytes.IndexByte(b, '\n'); i >= 0; {
+		if i == 0 || b[i-1] != '\r' {
+			return true
+		}
+		j := bytes.IndexByte(b[i+1:], '\n')
+		if j < 0 {
+			return false
+		}
+		i += 1 + j
+	}
+	return false
+}
+
+// headBuffered reports whether br's buffer already holds a whole final
+// response head, so reading it needs nothing more from the connection. An
+// interim (1xx) head does not count: the final one may be long in coming.
 func headBuffered(br *bufio.Reader) bool {
 	buf, _ := br.Peek(br.Buffered())
-	return bytes.Contains(buf, []byte("\r\n\r\n"))
+	return len(buf) > 9 && buf[9] != '1' && bytes.Contains(buf, []byte("\r\n\r\n"))
 }
 
 // cutLine splits b at its first CRLF. The fast path takes CRLF only; a bare

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // ossHead is a GetObject answer as OSS sends it: its own headers in lower
@@ -179,5 +180,33 @@ func BenchmarkReadResponse(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestReadResponseBareLFDoesNotWait proves a head with bare LF line endings
+// is parsed as soon as it is in, not after the fast path has waited for a
+// CRLF CRLF that never comes (the header timeout, on a live connection).
+func TestReadResponseBareLFDoesNotWait(t *testing.T) {
+	for _, raw := range []string{
+		"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\nok",
+		"HTTP/1.1 204 No Content\n\n",
+	} {
+		pr, pw := io.Pipe()
+		go pw.Write([]byte(raw)) // and the connection stays open
+		done := make(chan error, 1)
+		go func() {
+			_, err := readResponse(bufio.NewReaderSize(pr, 8<<10), &http.Request{Method: "GET"})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%q: %v", raw, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("%q: still waiting for more of the head after 5s", raw)
+		}
+		pw.Close()
 	}
 }
