@@ -55,6 +55,7 @@ type envOpts struct {
 	transport   http.RoundTripper
 	noDefaults  bool
 	emulatorSTS string // security token for testAK, "" = long-term key
+	top         string // top-level tables before [credentials], e.g. [cache]
 }
 
 const defaultSites = `
@@ -139,7 +140,7 @@ func newEnvWith(t testing.TB, o envOpts, moreSites func(emuAddr string) string) 
 		server += "\nupstream_header_timeout = \"2s\"\n"
 	}
 	text := "[server]\nhttps_listen = \"\"\nhttp_listen = \"127.0.0.1:0\"\n" + server +
-		"\n[credentials]\nsource = \"env\"\n" + strings.ReplaceAll(sites, "EMU", emuAddr)
+		"\n" + o.top + "\n[credentials]\nsource = \"env\"\n" + strings.ReplaceAll(sites, "EMU", emuAddr)
 	cfg, err := config.Parse("test.toml", []byte(text))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, text)
@@ -159,6 +160,7 @@ func newEnvWith(t testing.TB, o envOpts, moreSites func(emuAddr string) string) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = h.Close() }) // runs after gw.Close
 	gw := httptest.NewServer(h)
 	t.Cleanup(gw.Close)
 	return &env{t: t, emu: emu, emuAddr: emuAddr, gw: gw, h: h, reg: reg, logs: logs}

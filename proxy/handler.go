@@ -19,6 +19,7 @@ import (
 	"github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss/credentials"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/oss-gateway/gateway/cache"
 	"github.com/oss-gateway/gateway/config"
 	"github.com/oss-gateway/gateway/internal/framing"
 )
@@ -35,6 +36,9 @@ type Options struct {
 	Transport http.RoundTripper
 	// Getenv reads url_auth keys; nil means os.Getenv.
 	Getenv func(string) string
+	// CacheNow is the object cache's clock for when entries were stored;
+	// nil means time.Now. Tests set it.
+	CacheNow func() time.Time
 }
 
 // Handler is the gateway's http.Handler. Its config can be swapped while it
@@ -48,6 +52,13 @@ type Handler struct {
 
 	health        healthTable
 	probeInterval atomic.Int64 // set by Probe; 0 = upstreams not checked
+
+	// cache is the object cache of [cache] path, nil without one. It is
+	// opened once, by New: a reload that changes [cache] keeps the open
+	// one (with a warning) until the gateway restarts, since the running
+	// fills and the directory lock belong to it.
+	cache     *cache.Cache
+	cacheConf config.Cache
 }
 
 // state is everything derived from one config. It is immutable once built.
@@ -90,7 +101,13 @@ func New(cfg *config.Config, o Options) (*Handler, error) {
 	}
 	h := &Handler{opts: o, ids: newRequestIDs()}
 	h.SetCredentials(o.Credentials)
+	c, err := openCache(cfg.Cache, o.Metrics, o)
+	if err != nil {
+		return nil, err
+	}
+	h.cache, h.cacheConf = c, cfg.Cache
 	if err := h.Load(cfg); err != nil {
+		_ = h.Close()
 		return nil, err
 	}
 	return h, nil
@@ -105,6 +122,10 @@ func (h *Handler) Load(cfg *config.Config) error {
 	}
 	old := h.state.Swap(st)
 	h.health.prune(st)
+	if cfg.Cache != h.cacheConf && old != nil {
+		h.opts.Logger.Warn("reload: [cache] changed; the cache opened at start is kept until the gateway restarts",
+			"path", h.cacheConf.Path, "new_path", cfg.Cache.Path)
+	}
 	if old != nil && old.transport != st.transport {
 		// Requests still running on the old config keep their
 		// connections; what they leave idle is closed once they are done.
@@ -161,6 +182,9 @@ func (h *Handler) compile(cfg *config.Config) (*state, error) {
 		s, err := newSite(&cfg.Sites[i], h.opts.Metrics, h.opts.Getenv)
 		if err != nil {
 			return nil, fmt.Errorf("site %q: %w", cfg.Sites[i].Name, err)
+		}
+		if sc := cfg.Sites[i].Cache; sc.Enabled && h.cache != nil {
+			s.cache, s.cacheTTL, s.cacheStale = h.cache, sc.TTL.D(), sc.StaleIfError.D()
 		}
 		s.primary.health = h.health.get(s.primary)
 		if s.fallback != nil {
@@ -292,6 +316,9 @@ func (h *Handler) Redirect(w http.ResponseWriter, r *http.Request, location stri
 func (h *Handler) serveSite(w http.ResponseWriter, r *http.Request, s *site, x *exchange) bool {
 	if !h.admit(w, r, s, x) {
 		return false
+	}
+	if s.cache != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		return h.serveCached(w, r, x)
 	}
 	return h.forward(w, r, x)
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/oss-gateway/gateway/cache"
 )
 
 // Metrics are the gateway's Prometheus series, exactly as the README names
@@ -35,6 +37,13 @@ type Metrics struct {
 	// reason (scanners, old clients, unknown names).
 	TLSHandshakeErrors *prometheus.CounterVec
 	BuildInfo          *prometheus.GaugeVec
+	// CacheRequests is gateway_cache_requests_total{site,result}: GETs and
+	// HEADs of cache-enabled sites by hit, miss, revalidated or stale.
+	CacheRequests *prometheus.CounterVec
+	// CacheBytes and CacheEvictions are the object cache's
+	// gateway_cache_bytes{tier} and gateway_cache_evictions_total{tier}.
+	CacheBytes     *prometheus.GaugeVec
+	CacheEvictions *prometheus.CounterVec
 }
 
 // durationBuckets span a 1 KiB image served from a warm connection (~1 ms)
@@ -92,11 +101,16 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gateway_build_info", Help: "Always 1; labels carry the build.",
 		}, []string{"version", "revision", "goversion"}),
+		CacheRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_cache_requests_total", Help: "Requests of cache-enabled sites answered through the object cache, by result (hit, miss, revalidated, stale).",
+		}, []string{"site", "result"}),
 	}
+	m.CacheBytes, m.CacheEvictions = cache.NewMetricVecs()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(m.Requests, m.RequestDuration, m.ResponseBytes, m.RequestBytes, m.Inflight,
 		m.Upstream, m.UpstreamDuration, m.UpstreamRetries, m.Denied, m.CertExpiry, m.ConfigReloads,
-		m.ConfigLastReloadOK, m.ConfigLastReloadTime, m.TLSHandshakeErrors, m.BuildInfo)
+		m.ConfigLastReloadOK, m.ConfigLastReloadTime, m.TLSHandshakeErrors, m.BuildInfo,
+		m.CacheRequests, m.CacheBytes, m.CacheEvictions)
 	m.BuildInfo.WithLabelValues(version, Revision(), runtime.Version()).Set(1)
 	// Both results exist from the start, so rate() and increase() see the
 	// first failure, and the loaded config counts as a good reload.

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/oss-gateway/gateway/cache"
 	"github.com/oss-gateway/gateway/config"
 )
 
@@ -37,6 +39,12 @@ type site struct {
 	retry             *retryPolicy
 	signatures        signCache    // private sites
 	trust             *trustPolicy // private sites: what a request may ask OSS to do
+
+	// cache is the object cache when [site.cache] is enabled and
+	// [cache] path set, else nil; entries are fresh for cacheTTL and
+	// served when OSS fails for cacheStale more.
+	cache                *cache.Cache
+	cacheTTL, cacheStale time.Duration
 }
 
 // maxIPLimiters bounds the per-client-IP limiter table of a site.

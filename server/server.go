@@ -89,6 +89,13 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	// Last, once nothing serves: the object cache's fills end and its
+	// directory is unlocked for the next process.
+	defer func() {
+		if cerr := h.Close(); cerr != nil {
+			logger.Warn("closing the object cache", "error", cerr)
+		}
+	}()
 	current := atomic.Pointer[config.Config]{}
 	current.Store(cfg)
 	trusted := func() []netip.Prefix { return current.Load().Server.TrustedProxyNets }

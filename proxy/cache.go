@@ -1,0 +1,464 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/oss-gateway/gateway/cache"
+	"github.com/oss-gateway/gateway/config"
+)
+
+// X-Cache values and gateway_cache_requests_total result labels.
+const (
+	cacheHit         = "hit"
+	cacheMiss        = "miss"
+	cacheRevalidated = "revalidated"
+	cacheStale       = "stale"
+)
+
+// openCache opens the object cache of [cache], or returns nil when its path
+// is empty.
+func openCache(c config.Cache, m *Metrics, o Options) (*cache.Cache, error) {
+	if c.Path == "" {
+		return nil, nil
+	}
+	oc, err := cache.Open(cache.Options{
+		Dir:           c.Path,
+		MaxSize:       int64(c.MaxSize),
+		Memory:        int64(c.Memory),
+		MaxObjectSize: int64(c.MaxObjectSize),
+		Bytes:         m.CacheBytes,
+		Evictions:     m.CacheEvictions,
+		Logger:        o.Logger,
+		Now:           o.CacheNow,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	return oc, nil
+}
+
+// Close releases what the Handler holds beyond its requests: the object
+// cache (its running fills are cut, its directory lock released).
+func (h *Handler) Close() error {
+	if h.cache == nil {
+		return nil
+	}
+	return h.cache.Close()
+}
+
+// cacheKey is the cache key of a GET of x.key, or false when the request
+// may not use the cache: a query OSS would see with parameters other than
+// x-oss-process and versionId (response-* overrides, a signed URL whose
+// signature OSS must judge), or on a public site a request OSS must
+// authenticate.
+func cacheKey(r *http.Request, x *exchange) (cache.Key, bool) {
+	s := x.site
+	query := x.query
+	if s.private {
+		query = x.grant.query
+	} else if r.Header.Get("Authorization") != "" {
+		return cache.Key{}, false
+	}
+	k := cache.Key{Site: s.name, Object: x.key}
+	if query == "" {
+		return k, true
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return cache.Key{}, false
+	}
+	for name, vs := range q {
+		if len(vs) != 1 {
+			return cache.Key{}, false
+		}
+		switch name {
+		case "x-oss-process":
+			k.Process = vs[0]
+		case "versionId":
+			k.VersionID = vs[0]
+		default:
+			return cache.Key{}, false
+		}
+	}
+	return k, true
+}
+
+// fillError is a fill's failure as every waiter sees it: the gateway's own
+// answer and the cause.
+type fillError struct {
+	oerr *ossError
+	err  error
+}
+
+func (e *fillError) Error() string {
+	if e.err != nil {
+		return e.oerr.code + ": " + e.err.Error()
+	}
+	return e.oerr.code
+}
+
+// upstreamFailure is a fill's outcome that a stale copy may answer: no
+// connection, a timeout or a 5xx from OSS. Only the waiters that hold a
+// copy see a 5xx as one; the fetch of a key with no copy passes OSS's 5xx on.
+var errUpstream5xx = errors.New("OSS answered 5xx")
+
+// serveCached answers a GET or HEAD of a cache-enabled site, after admit.
+func (h *Handler) serveCached(w http.ResponseWriter, r *http.Request, x *exchange) (aborted bool) {
+	s := x.site
+	k, ok := cacheKey(r, x)
+	if !ok {
+		return h.forward(w, r, x)
+	}
+	c := s.cache
+	now := time.Now()
+	obj, hit := c.Lookup(k)
+	if hit {
+		defer obj.Close()
+		if obj.Meta().Age(now) <= s.cacheTTL {
+			return h.serveObject(w, r, x, obj, cacheHit)
+		}
+	}
+	if r.Method == http.MethodHead {
+		return h.forward(w, r, x)
+	}
+	var etag string
+	if hit {
+		etag = obj.Meta().ETag
+	}
+	fx := &exchange{start: x.start, st: x.st, id: x.id, site: s, key: x.key, query: x.query, grant: x.grant, client: x.client}
+	fl := c.Fill(k, h.cacheFetch(r, fx, c, k, etag))
+	defer fl.Close()
+	meta, err := fl.Wait(r.Context())
+	if !fl.Joined() {
+		// fx is only written by this request's own fetch, which is over.
+		x.upstreamID, x.upstreamWait, x.retries = fx.upstreamID, fx.upstreamWait, fx.retries
+	}
+	if err != nil {
+		if r.Context().Err() != nil {
+			h.refuse(w, r, x, errClientGone)
+			return false
+		}
+		if hit && time.Since(obj.Meta().Stored) <= s.cacheTTL+s.cacheStale {
+			return h.serveObject(w, r, x, obj, cacheStale)
+		}
+		var fe *fillError
+		if errors.As(err, &fe) {
+			x.err = fe.err
+			if errors.Is(fe.err, errUpstream5xx) {
+				// A 5xx the fetch took for a stale copy's, but this
+				// request has none left: OSS's answer again, uncached.
+				return h.forward(w, r, x)
+			}
+			h.refuse(w, r, x, fe.oerr)
+			return false
+		}
+		x.err = err
+		h.refuse(w, r, x, errBadGateway)
+		return false
+	}
+	if meta.Status == http.StatusNotModified {
+		if hit {
+			return h.serveObject(w, r, x, obj, cacheRevalidated)
+		}
+		// Revalidated for a waiter that held a copy this one does not
+		// (purged meanwhile): look again, or ask OSS.
+		if o2, ok := c.Lookup(k); ok {
+			defer o2.Close()
+			return h.serveObject(w, r, x, o2, cacheRevalidated)
+		}
+		return h.forward(w, r, x)
+	}
+	if meta.Status >= 500 && hit && time.Since(obj.Meta().Stored) <= s.cacheTTL+s.cacheStale {
+		return h.serveObject(w, r, x, obj, cacheStale)
+	}
+	if meta.Status == http.StatusNotFound && s.website.active() {
+		return h.forward(w, r, x)
+	}
+	return h.serveFill(w, r, x, fl, meta)
+}
+
+// cacheFetch is the fill's request to OSS for the whole object: built from
+// a copy of r on a context the client leaving does not cancel (the other
+// waiters and the store need the body), without the client's Range and
+// conditionals, and with If-None-Match etag when revalidating a stored
+// copy. The upstream header timeout and the stall guard bound it, and
+// Cache.Close cancels it.
+func (h *Handler) cacheFetch(r *http.Request, fx *exchange, c *cache.Cache, k cache.Key, etag string) cache.FetchFunc {
+	return func(ctx context.Context) (cache.Meta, io.ReadCloser, bool, error) {
+		fctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+		stop := context.AfterFunc(ctx, cancel)
+		done := func() { stop(); cancel() }
+		r2 := r.Clone(fctx)
+		for _, name := range []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"} {
+			delete(r2.Header, name)
+		}
+		if etag != "" {
+			r2.Header["If-None-Match"] = []string{etag}
+		}
+		resp, oerr := h.fetch(r2, fx, http.MethodGet, fx.key, false)
+		if oerr != nil {
+			done()
+			return cache.Meta{}, nil, false, &fillError{oerr: oerr, err: fx.err}
+		}
+		if resp.StatusCode >= 500 && etag != "" {
+			discard(resp)
+			done()
+			return cache.Meta{}, nil, false, &fillError{oerr: errBadGateway, err: fmt.Errorf("%w: %s", errUpstream5xx, resp.Status)}
+		}
+		if resp.StatusCode == http.StatusNotModified && etag != "" {
+			_ = c.Touch(k, time.Now())
+		}
+		lm, _ := http.ParseTime(resp.Header.Get("Last-Modified"))
+		meta := cache.Meta{
+			Status: resp.StatusCode, Header: resp.Header, Size: resp.ContentLength,
+			ETag: resp.Header.Get("ETag"), LastModified: lm,
+		}
+		cc := resp.Header.Get("Cache-Control")
+		cacheable := resp.StatusCode == http.StatusOK && meta.ETag != "" && resp.ContentLength >= 0 &&
+			!hasDirective(cc, "private") && !hasDirective(cc, "no-store")
+		return meta, &fillBody{ReadCloser: resp.Body, done: done}, cacheable, nil
+	}
+}
+
+// fillBody releases the fill's context with the OSS body.
+type fillBody struct {
+	io.ReadCloser
+	done func()
+}
+
+func (b *fillBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.done()
+	return err
+}
+
+// hasDirective reports whether a comma-separated header value has tok
+// (possibly with "=value").
+func hasDirective(s, tok string) bool {
+	for s != "" {
+		var part string
+		part, s, _ = strings.Cut(s, ",")
+		name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+		if strings.EqualFold(strings.TrimSpace(name), tok) {
+			return true
+		}
+	}
+	return false
+}
+
+// serveFill streams a fill to the client as it arrives: a miss. A Range
+// on a whole-object 200 of known size is answered by seeking the fill.
+func (h *Handler) serveFill(w http.ResponseWriter, r *http.Request, x *exchange, fl *cache.Fill, meta cache.Meta) bool {
+	s := x.site
+	hdr := w.Header()
+	copyResponseHeader(hdr, meta.Header.Clone())
+	hdr["X-Cache"] = []string{"MISS"}
+	h.opts.Metrics.CacheRequests.WithLabelValues(s.name, cacheMiss).Inc()
+	status := meta.Status
+	off, n := int64(0), meta.Size
+	if status == http.StatusOK && meta.Size >= 0 {
+		if rs := r.Header.Get("Range"); rs != "" && ifRangeMatches(r, meta.ETag, meta.LastModified) {
+			o, l, ok, satisfiable := parseRange(rs, meta.Size)
+			switch {
+			case ok && !satisfiable:
+				return h.refuseRange(w, r, x, meta.Size)
+			case ok:
+				off, n, status = o, l, http.StatusPartialContent
+				hdr["Content-Range"] = []string{fmt.Sprintf("bytes %d-%d/%d", o, o+l-1, meta.Size)}
+				hdr["Content-Length"] = []string{strconv.FormatInt(l, 10)}
+			}
+		}
+	}
+	s.cors.apply(hdr, r.Header.Get("Origin"), r.Method)
+	s.disposition.apply(hdr, x.key, status, x.download, x.downloadName)
+	if off > 0 {
+		if _, err := fl.Seek(off, io.SeekStart); err != nil {
+			x.err = err
+			h.refuse(w, r, x, errBadGateway)
+			return false
+		}
+	}
+	x.status = status
+	w.WriteHeader(status)
+	var src io.Reader = fl
+	if status == http.StatusPartialContent {
+		src = io.LimitReader(fl, n)
+	}
+	nw, err := copyBody(h.clientWriter(r, x, w), src)
+	x.bytesOut = nw
+	if err != nil {
+		x.err = err
+		return !errors.Is(err, errClientWrite) && r.Context().Err() == nil
+	}
+	return false
+}
+
+// clientWriter is w with the connection's progress deadline and the
+// site's egress limit, when set.
+func (h *Handler) clientWriter(r *http.Request, x *exchange, w http.ResponseWriter) io.Writer {
+	var dst io.Writer = w
+	if d := x.st.progressTimeout; d > 0 {
+		dst = &progressWriter{w: w, rc: http.NewResponseController(w), d: d}
+	}
+	if x.site.egressBytesPerSec > 0 {
+		dst = newEgressWriter(r.Context(), dst, x.site.egressBytesPerSec)
+	}
+	return dst
+}
+
+// serveObject answers from a stored object: 304 for a matching
+// If-None-Match or If-Modified-Since, 206 for a single satisfiable Range,
+// 416 for an unsatisfiable one, else 200; HEAD gets the headers only.
+func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, x *exchange, obj *cache.Object, result string) bool {
+	s := x.site
+	m := obj.Meta()
+	size := obj.Size()
+	hdr := w.Header()
+	copyResponseHeader(hdr, m.Header.Clone())
+	xc := strings.ToUpper(result)
+	hdr["X-Cache"] = []string{xc}
+	h.opts.Metrics.CacheRequests.WithLabelValues(s.name, result).Inc()
+	origin := r.Header.Get("Origin")
+
+	if notModified(r, m.ETag, m.LastModified) {
+		for _, k := range []string{"Content-Length", "Content-Type", "Content-Encoding", "Content-Disposition", "Content-Md5", "Content-Language"} {
+			delete(hdr, k)
+		}
+		s.cors.apply(hdr, origin, r.Method)
+		x.status = http.StatusNotModified
+		w.WriteHeader(http.StatusNotModified)
+		return false
+	}
+	status, off, n := http.StatusOK, int64(0), size
+	if rs := r.Header.Get("Range"); rs != "" && ifRangeMatches(r, m.ETag, m.LastModified) {
+		o, l, ok, satisfiable := parseRange(rs, size)
+		switch {
+		case ok && !satisfiable:
+			for _, k := range []string{"Content-Length", "Content-Type", "Content-Encoding", "Content-Disposition", "Etag", "Last-Modified"} {
+				delete(hdr, k)
+			}
+			return h.refuseRange(w, r, x, size)
+		case ok:
+			status, off, n = http.StatusPartialContent, o, l
+			hdr["Content-Range"] = []string{fmt.Sprintf("bytes %d-%d/%d", o, o+l-1, size)}
+		}
+	}
+	hdr["Content-Length"] = []string{strconv.FormatInt(n, 10)}
+	hdr["Accept-Ranges"] = []string{"bytes"}
+	s.cors.apply(hdr, origin, r.Method)
+	s.disposition.apply(hdr, x.key, status, x.download, x.downloadName)
+	x.status = status
+	w.WriteHeader(status)
+	if r.Method == http.MethodHead {
+		return false
+	}
+	var dst io.Writer = w // its ReadFrom: sendfile(2) for a file-backed object on plain HTTP
+	if x.st.progressTimeout > 0 || s.egressBytesPerSec > 0 {
+		dst = h.clientWriter(r, x, w)
+	}
+	nw, err := obj.WriteRangeTo(dst, off, n)
+	x.bytesOut = nw
+	if err != nil {
+		x.err = err
+		return r.Context().Err() == nil
+	}
+	return false
+}
+
+// errInvalidRange is OSS's answer to a Range no byte of the object is in.
+var errInvalidRange = &ossError{http.StatusRequestedRangeNotSatisfiable, "InvalidRange",
+	"The requested range cannot be satisfied.", ""}
+
+func (h *Handler) refuseRange(w http.ResponseWriter, r *http.Request, x *exchange, size int64) bool {
+	w.Header()["Content-Range"] = []string{"bytes */" + strconv.FormatInt(size, 10)}
+	h.refuse(w, r, x, errInvalidRange)
+	return false
+}
+
+// notModified reports whether r's conditionals let a stored object with
+// these validators be answered 304: If-None-Match when present (weak
+// comparison, "*" matches), else If-Modified-Since.
+func notModified(r *http.Request, etag string, lm time.Time) bool {
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		if etag == "" {
+			return false
+		}
+		for inm != "" {
+			var t string
+			t, inm, _ = strings.Cut(inm, ",")
+			t = strings.TrimSpace(t)
+			if t == "*" || strings.TrimPrefix(t, "W/") == strings.TrimPrefix(etag, "W/") {
+				return true
+			}
+		}
+		return false
+	}
+	if ims := r.Header.Get("If-Modified-Since"); ims != "" && !lm.IsZero() {
+		t, err := http.ParseTime(ims)
+		return err == nil && !lm.Truncate(time.Second).After(t)
+	}
+	return false
+}
+
+// ifRangeMatches reports whether r's Range applies: no If-Range, or one
+// that names the stored validator (a strong ETag or the Last-Modified).
+func ifRangeMatches(r *http.Request, etag string, lm time.Time) bool {
+	ir := r.Header.Get("If-Range")
+	if ir == "" {
+		return true
+	}
+	if strings.HasPrefix(ir, `"`) {
+		return ir == etag
+	}
+	t, err := http.ParseTime(ir)
+	return err == nil && !lm.IsZero() && lm.Truncate(time.Second).Equal(t)
+}
+
+// parseRange reads a single-range "bytes=" header against size. ok is
+// false when the header is not one range OSS would honour (then the whole
+// object is sent, as OSS does); satisfiable false means 416.
+func parseRange(s string, size int64) (off, n int64, ok, satisfiable bool) {
+	spec, found := strings.CutPrefix(s, "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, 0, false, false
+	}
+	a, b, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return 0, 0, false, false
+	}
+	if a == "" {
+		sfx, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || sfx < 0 {
+			return 0, 0, false, false
+		}
+		if sfx == 0 || size == 0 {
+			return 0, 0, true, false
+		}
+		sfx = min(sfx, size)
+		return size - sfx, sfx, true, true
+	}
+	start, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || start < 0 {
+		return 0, 0, false, false
+	}
+	end := size - 1
+	if b != "" {
+		e, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || e < start {
+			return 0, 0, false, false
+		}
+		end = min(e, size-1)
+	}
+	if start >= size {
+		return 0, 0, true, false
+	}
+	return start, end - start + 1, true, true
+}

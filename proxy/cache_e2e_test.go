@@ -1,0 +1,194 @@
+package proxy_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oss-gateway/gateway/ossemu"
+)
+
+// cacheSites are a public and a private cache-enabled site, both with a
+// Referer rule, in front of the emulator's buckets.
+const cacheSites = `
+[[site]]
+name = "cpub"
+domains = ["cpub.test"]
+bucket = "pub-bucket"
+region = "cn-hangzhou"
+endpoint = "http://EMU"
+access = "public"
+tls = "off"
+methods = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+[site.referer]
+allow_empty = true
+deny = ["https://evil.example.com/*"]
+[site.cache]
+enabled = true
+ttl = "%s"
+stale_if_error = "%s"
+
+[[site]]
+name = "cprv"
+domains = ["cprv.test"]
+bucket = "prv-bucket"
+region = "cn-hangzhou"
+endpoint = "http://EMU"
+access = "private"
+tls = "off"
+[site.referer]
+allow_empty = true
+deny = ["https://evil.example.com/*"]
+[site.cache]
+enabled = true
+ttl = "%s"
+stale_if_error = "%s"
+`
+
+func newCacheEnv(t *testing.T, ttl, stale string) *env {
+	t.Helper()
+	return newEnv(t, envOpts{
+		top:   fmt.Sprintf("[cache]\npath = %q\nmax_size = \"64MiB\"\nmemory = \"1MiB\"\nmax_object_size = \"8MiB\"\n", t.TempDir()),
+		sites: fmt.Sprintf(cacheSites, ttl, stale, ttl, stale),
+	})
+}
+
+// ossGets counts the GETs of key the emulator received.
+func (e *env) ossGets(key string) int {
+	n := 0
+	for _, r := range e.emu.Requests() {
+		if r.Method == http.MethodGet && r.Key == key {
+			n++
+		}
+	}
+	return n
+}
+
+func getCached(t *testing.T, e *env, host, target string, hdr http.Header, wantStatus int, wantXCache, wantBody string) *http.Response {
+	t.Helper()
+	resp := e.do("GET", host, target, hdr, nil)
+	body := readBody(t, resp)
+	if resp.StatusCode != wantStatus || resp.Header.Get("X-Cache") != wantXCache || body != wantBody {
+		t.Fatalf("GET %s %s: status %d X-Cache %q body %q; want %d %q %q", host, target, resp.StatusCode, resp.Header.Get("X-Cache"), body, wantStatus, wantXCache, wantBody)
+	}
+	return resp
+}
+
+// A second GET is answered from the cache with no OSS request, on a
+// public and a private (signed) site; a site without [site.cache] is
+// untouched.
+func TestCacheHitServesWithoutOSS(t *testing.T) {
+	e := newCacheEnv(t, "1m", "1m")
+	for _, c := range []struct{ host, key, body string }{{"cpub.test", "hello.txt", "hello public"}, {"cprv.test", "secret.txt", "hello private"}} {
+		getCached(t, e, c.host, "/"+c.key, nil, 200, "MISS", c.body)
+		before := e.ossGets(c.key)
+		resp := getCached(t, e, c.host, "/"+c.key, nil, 200, "HIT", c.body)
+		if resp.Header.Get("Content-Type") != "text/plain" || resp.Header.Get("ETag") == "" || resp.ContentLength != int64(len(c.body)) {
+			t.Fatalf("hit headers %v", resp.Header)
+		}
+		if n := e.ossGets(c.key); n != before {
+			t.Fatalf("%s: hit made %d OSS GETs", c.host, n-before)
+		}
+	}
+	resp := e.do("GET", "pub.test", "/hello.txt", nil, nil)
+	readBody(t, resp)
+	if xc := resp.Header.Get("X-Cache"); xc != "" {
+		t.Fatalf("site without cache: X-Cache %q", xc)
+	}
+	if v := counterValue(t, e.reg, "gateway_cache_requests_total", map[string]string{"site": "cpub", "result": "hit"}); v != 1 {
+		t.Fatalf("hit counter %v", v)
+	}
+}
+
+// Policy runs before the cache: a denied Referer is refused for a key the
+// cache holds, on both sites.
+func TestCachePolicyAppliesToHits(t *testing.T) {
+	e := newCacheEnv(t, "1m", "1m")
+	for _, c := range []struct{ host, key, body string }{{"cpub.test", "hello.txt", "hello public"}, {"cprv.test", "secret.txt", "hello private"}} {
+		getCached(t, e, c.host, "/"+c.key, nil, 200, "MISS", c.body)
+		getCached(t, e, c.host, "/"+c.key, nil, 200, "HIT", c.body)
+		resp := e.do("GET", c.host, "/"+c.key, http.Header{"Referer": {"https://evil.example.com/x"}}, nil)
+		body := readBody(t, resp)
+		if resp.StatusCode != 403 || !strings.Contains(body, "referer") || resp.Header.Get("X-Cache") != "" {
+			t.Fatalf("%s: denied Referer got %d %q X-Cache %q", c.host, resp.StatusCode, body, resp.Header.Get("X-Cache"))
+		}
+	}
+}
+
+// Range, If-None-Match and If-Modified-Since are answered from a stored
+// object; HEAD too.
+func TestCacheConditionalAndRangeOnHit(t *testing.T) {
+	e := newCacheEnv(t, "1m", "1m")
+	first := getCached(t, e, "cpub.test", "/hello.txt", nil, 200, "MISS", "hello public")
+	etag, lm := first.Header.Get("ETag"), first.Header.Get("Last-Modified")
+	before := e.ossGets("hello.txt")
+
+	resp := getCached(t, e, "cpub.test", "/hello.txt", http.Header{"Range": {"bytes=6-"}}, 206, "HIT", "public")
+	if cr := resp.Header.Get("Content-Range"); cr != "bytes 6-11/12" {
+		t.Fatalf("Content-Range %q", cr)
+	}
+	resp = getCached(t, e, "cpub.test", "/hello.txt", http.Header{"Range": {"bytes=-3"}}, 206, "HIT", "lic")
+	resp = e.do("GET", "cpub.test", "/hello.txt", http.Header{"Range": {"bytes=100-"}}, nil)
+	if body := readBody(t, resp); resp.StatusCode != 416 || !strings.Contains(body, "InvalidRange") || resp.Header.Get("Content-Range") != "bytes */12" {
+		t.Fatalf("unsatisfiable range: %d %v %q", resp.StatusCode, resp.Header, body)
+	}
+	resp = getCached(t, e, "cpub.test", "/hello.txt", http.Header{"If-None-Match": {etag}}, 304, "HIT", "")
+	if resp.Header.Get("ETag") != etag {
+		t.Fatalf("304 ETag %q", resp.Header.Get("ETag"))
+	}
+	getCached(t, e, "cpub.test", "/hello.txt", http.Header{"If-None-Match": {`"other"`}}, 200, "HIT", "hello public")
+	if lm != "" {
+		getCached(t, e, "cpub.test", "/hello.txt", http.Header{"If-Modified-Since": {lm}}, 304, "HIT", "")
+	}
+	resp = e.do("HEAD", "cpub.test", "/hello.txt", nil, nil)
+	readBody(t, resp)
+	if resp.StatusCode != 200 || resp.Header.Get("X-Cache") != "HIT" || resp.ContentLength != 12 {
+		t.Fatalf("HEAD: %d %v", resp.StatusCode, resp.Header)
+	}
+	if n := e.ossGets("hello.txt"); n != before {
+		t.Fatalf("answers from the stored object made %d OSS GETs", n-before)
+	}
+}
+
+// Concurrent cold GETs of one key make one OSS GET, and every client gets
+// the exact body.
+func TestCacheCoalescesConcurrentMisses(t *testing.T) {
+	e := newCacheEnv(t, "1m", "1m")
+	big := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
+	e.emu.PutObject(pubBucket, "big.bin", big, nil)
+	remove := e.emu.AddFault(ossemu.Fault{Key: "big.bin", Delay: 200 * time.Millisecond, Times: 1})
+	defer remove()
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", e.gw.URL+"/big.bin", nil)
+			req.Host = "cpub.test"
+			resp, err := e.gw.Client().Do(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if err != nil || resp.StatusCode != 200 || !bytes.Equal(b, big) {
+				errs <- fmt.Errorf("status %d, %d bytes, %v", resp.StatusCode, len(b), err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := e.ossGets("big.bin"); n != 1 {
+		t.Fatalf("%d OSS GETs for 50 concurrent cold GETs", n)
+	}
+}
