@@ -146,7 +146,7 @@ func (h *Handler) serveCached(w http.ResponseWriter, r *http.Request, x *exchang
 			h.refuse(w, r, x, errClientGone)
 			return false
 		}
-		if hit && time.Since(obj.Meta().Stored) <= s.cacheTTL+s.cacheStale {
+		if hit && obj.Meta().Age(now) <= s.cacheTTL+s.cacheStale {
 			return h.serveObject(w, r, x, obj, cacheStale)
 		}
 		var fe *fillError
@@ -176,7 +176,7 @@ func (h *Handler) serveCached(w http.ResponseWriter, r *http.Request, x *exchang
 		}
 		return h.forward(w, r, x)
 	}
-	if meta.Status >= 500 && hit && time.Since(obj.Meta().Stored) <= s.cacheTTL+s.cacheStale {
+	if meta.Status >= 500 && hit && obj.Meta().Age(now) <= s.cacheTTL+s.cacheStale {
 		return h.serveObject(w, r, x, obj, cacheStale)
 	}
 	if meta.Status == http.StatusNotFound && s.website.active() {

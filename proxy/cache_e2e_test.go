@@ -53,6 +53,7 @@ stale_if_error = "%s"
 func newCacheEnv(t *testing.T, ttl, stale string) *env {
 	t.Helper()
 	return newEnv(t, envOpts{
+		server: "upstream_header_timeout = \"300ms\"\n",
 		top:   fmt.Sprintf("[cache]\npath = %q\nmax_size = \"64MiB\"\nmemory = \"1MiB\"\nmax_object_size = \"8MiB\"\n", t.TempDir()),
 		sites: fmt.Sprintf(cacheSites, ttl, stale, ttl, stale),
 	})
@@ -190,5 +191,57 @@ func TestCacheCoalescesConcurrentMisses(t *testing.T) {
 	}
 	if n := e.ossGets("big.bin"); n != 1 {
 		t.Fatalf("%d OSS GETs for 50 concurrent cold GETs", n)
+	}
+}
+
+// Past ttl one conditional GET revalidates: a 304 refreshes the entry
+// (REVALIDATED, then HIT again), a 200 stores the new content (MISS).
+func TestCacheRevalidation(t *testing.T) {
+	e := newCacheEnv(t, "200ms", "1s")
+	getCached(t, e, "cpub.test", "/hello.txt", nil, 200, "MISS", "hello public")
+	time.Sleep(250 * time.Millisecond)
+	before := e.ossGets("hello.txt")
+	getCached(t, e, "cpub.test", "/hello.txt", nil, 200, "REVALIDATED", "hello public")
+	reqs := e.emu.Requests()
+	last := reqs[len(reqs)-1]
+	if e.ossGets("hello.txt") != before+1 || last.Header.Get("If-None-Match") == "" || last.Status != 304 {
+		t.Fatalf("revalidation: %d GETs, If-None-Match %q, status %d", e.ossGets("hello.txt")-before, last.Header.Get("If-None-Match"), last.Status)
+	}
+	getCached(t, e, "cpub.test", "/hello.txt", nil, 200, "HIT", "hello public")
+
+	e.emu.PutObject(pubBucket, "hello.txt", []byte("hello again"), http.Header{"Content-Type": {"text/plain"}})
+	time.Sleep(250 * time.Millisecond)
+	getCached(t, e, "cpub.test", "/hello.txt", nil, 200, "MISS", "hello again")
+	getCached(t, e, "cpub.test", "/hello.txt", nil, 200, "HIT", "hello again")
+	if v := counterValue(t, e.reg, "gateway_cache_requests_total", map[string]string{"site": "cpub", "result": "revalidated"}); v != 1 {
+		t.Fatalf("revalidated counter %v", v)
+	}
+}
+
+// When OSS fails (503, a reset, no headers in time) a copy within
+// stale_if_error past its ttl is served STALE; after that, the error.
+func TestCacheStaleIfError(t *testing.T) {
+	e := newCacheEnv(t, "200ms", "1s")
+	getCached(t, e, "cpub.test", "/hello.txt", nil, 200, "MISS", "hello public")
+	time.Sleep(250 * time.Millisecond)
+	for _, f := range []ossemu.Fault{
+		{Key: "hello.txt", Status: 503},
+		{Key: "hello.txt", ResetBeforeHeaders: true},
+		{Key: "hello.txt", Delay: time.Second},
+	} {
+		remove := e.emu.AddFault(f)
+		getCached(t, e, "cpub.test", "/hello.txt", nil, 200, "STALE", "hello public")
+		remove()
+	}
+	if v := counterValue(t, e.reg, "gateway_cache_requests_total", map[string]string{"site": "cpub", "result": "stale"}); v != 3 {
+		t.Fatalf("stale counter %v", v)
+	}
+	time.Sleep(1100 * time.Millisecond) // past ttl + stale_if_error
+	remove := e.emu.AddFault(ossemu.Fault{Key: "hello.txt", Status: 503})
+	defer remove()
+	resp := e.do("GET", "cpub.test", "/hello.txt", nil, nil)
+	body := readBody(t, resp)
+	if resp.StatusCode < 500 || resp.Header.Get("X-Cache") == "STALE" || body == "hello public" {
+		t.Fatalf("past stale_if_error: %d X-Cache %q body %q", resp.StatusCode, resp.Header.Get("X-Cache"), body)
 	}
 }
