@@ -144,6 +144,7 @@ func confCases() []confCase {
 			c.Close() // unread body in the kernel: a RST
 		}
 	}
+	big1xx := strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n", 1536<<10/61)
 
 	return []confCase{
 		{
@@ -228,6 +229,18 @@ func confCases() []confCase {
 			want:   served(confOutcome{Status: 200, Length: -1, BodyErr: "error"}),
 		},
 		{
+			name:   "head of 2 MiB",
+			script: write("HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("b", 2<<20) + "\r\nContent-Length: 2\r\n\r\nok"),
+			want:   served(confOutcome{Status: 200, Length: 2, Body: "ok", Reused: true}),
+			native: ptr(served(confOutcome{Err: "error"})),
+			why:    "native refuses response heads over 1 MiB (net/http: 10 MB); OSS's are a few KiB, so a bigger one is an attack on memory",
+		},
+		{
+			name:   "head of 11 MB",
+			script: writeClose("HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("b", 11<<20) + "\r\nContent-Length: 2\r\n\r\nok"),
+			want:   served(confOutcome{Err: "error"}),
+		},
+		{
 			name:   "obs-fold header line",
 			script: write("HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok"),
 			hdrs:   []string{"X-A"},
@@ -287,6 +300,13 @@ func confCases() []confCase {
 				_ = c.Write(okResp("got " + r.Body))
 			},
 			want: served(confOutcome{Status: 200, Length: 11, Body: "got payload", Reused: true}),
+		},
+		{
+			name:   "1.5 MiB of 103 Early Hints",
+			script: write(big1xx + okResp("ok")),
+			want:   served(confOutcome{Status: 200, Length: 2, Body: "ok", Reused: true}),
+			native: ptr(served(confOutcome{Err: "error"})),
+			why:    "native counts interim heads against the 1 MiB head limit (net/http: 10 MB); endless 1xx answers are an attack",
 		},
 		{
 			name:   "101 Switching Protocols",

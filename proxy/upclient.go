@@ -34,6 +34,8 @@ type upstreamClient struct {
 	handshakeTimeout time.Duration
 	idleTimeout      time.Duration
 	maxIdlePerHost   int
+	// maxHeadBytes bounds a response head, interim 1xx heads included.
+	maxHeadBytes int64
 
 	mu   sync.Mutex
 	idle map[connKey][]*upConn // most recently used last
@@ -47,8 +49,14 @@ type connKey struct {
 	tls          *tls.Config // the TLS settings it was verified with
 }
 
+// maxResponseHeadBytes is the native client's response head limit (interim
+// heads included). OSS's heads are a few KiB; net/http allows 10 MB, this is
+// stricter on purpose.
+const maxResponseHeadBytes = 1 << 20
+
 // upConn is one connection to OSS. It sits between the connection and its
-// buffers: writes from bw are counted.
+// buffers: reads under br count against the head limit while a head is
+// read, and writes from bw are counted.
 type upConn struct {
 	key    connKey
 	nc     net.Conn
@@ -63,6 +71,10 @@ type upConn struct {
 	// written counts the bytes of the current request the connection
 	// accepted: none means OSS cannot have seen any of it.
 	written int64
+	// headLeft is how many more bytes a response head may take while
+	// headLimited.
+	headLeft    int64
+	headLimited bool
 
 	// isTLS says nc is a *tls.Conn; lastFull that the last read from it
 	// filled the buffer it was given, so the TLS layer may hold more of
@@ -77,9 +89,18 @@ type upConn struct {
 	peekBuf   [1]byte
 }
 
-// Read is what br reads from.
+// Read is what br reads from: nc, limited while a head is read.
 func (conn *upConn) Read(p []byte) (int, error) {
+	if conn.headLimited {
+		if conn.headLeft <= 0 {
+			return 0, errHeadTooLarge
+		}
+		if int64(len(p)) > conn.headLeft {
+			p = p[:conn.headLeft]
+		}
+	}
 	n, err := conn.nc.Read(p)
+	conn.headLeft -= int64(n)
 	conn.lastFull = n == len(p)
 	return n, err
 }
@@ -99,6 +120,9 @@ func (conn *upConn) setReadDeadline(t time.Time) {
 	conn.readDeadline = t
 	_ = conn.nc.SetReadDeadline(t)
 }
+
+// errHeadTooLarge is a response head over maxHeadBytes.
+var errHeadTooLarge = errors.New("OSS response head too large")
 
 // errHeaderTimeout is the header timeout expiring.
 var errHeaderTimeout error = headerTimeoutError{}
@@ -234,6 +258,7 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 		}
 	}
 	conn.setReadDeadline(first)
+	conn.headLimited, conn.headLeft = true, c.maxHeadBytes
 	// Peek first, so a connection OSS closed while idle (EOF or reset with
 	// nothing read) is told apart from a failure mid-response.
 	_, err := conn.br.Peek(1)
@@ -247,6 +272,7 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 		_, err = conn.br.Peek(1)
 	}
 	if err != nil {
+		conn.headLimited = false
 		if isConnClosed(err) && conn.retryable(req, hasBody) {
 			return conn.fail(ctx, stop, fmt.Errorf("%w: %v", errStaleConn, err))
 		}
@@ -284,15 +310,25 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 	return resp, nil
 }
 
-// readHead reads a response head on conn. A failure at or past deadline
-// (non-zero) is the header timeout, whatever the parser made of the part
-// that came: a line cut by the deadline reads as malformed.
+// readHead reads a response head on conn within the head limit. A failure
+// at or past deadline (non-zero) is the header timeout, whatever the parser
+// made of the part that came: a line cut by the deadline reads as malformed.
 func (c *upstreamClient) readHead(conn *upConn, req *http.Request, deadline time.Time) (*http.Response, error) {
+	if !conn.headLimited {
+		conn.headLimited, conn.headLeft = true, c.maxHeadBytes-int64(conn.br.Buffered())
+	}
 	resp, err := readResponse(conn.br, req)
-	if err != nil && !deadline.IsZero() && !time.Now().Before(deadline) {
+	over := conn.headLeft <= 0
+	conn.headLimited = false
+	switch {
+	case err == nil:
+		return resp, nil
+	case over:
+		return nil, fmt.Errorf("%w (over %d bytes)", errHeadTooLarge, c.maxHeadBytes)
+	case !deadline.IsZero() && !time.Now().Before(deadline):
 		return nil, errHeaderTimeout
 	}
-	return resp, err
+	return nil, err
 }
 
 // watch aborts conn's IO once ctx ends; the returned stop ends the watch.

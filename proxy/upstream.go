@@ -119,6 +119,7 @@ func NewTransport(o TransportOptions) http.RoundTripper {
 		handshakeTimeout: o.DialTimeout + 5*time.Second,
 		idleTimeout:      upstreamIdleTimeout,
 		maxIdlePerHost:   maxIdlePerHost,
+		maxHeadBytes:     maxResponseHeadBytes,
 	}
 }
 
