@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -52,6 +53,52 @@ func (h *Handler) Close() error {
 		return nil
 	}
 	return h.cache.Close()
+}
+
+// ErrNoSuchSite is PurgeCache's error for a site name the config lacks.
+var ErrNoSuchSite = errors.New("no such site")
+
+// PurgeCache drops the cached entries of site's key (every x-oss-process
+// and versionId of it), or with prefix of every key starting with it; key
+// is as in the client's URL path, without the leading slash or the site's
+// prefix. It returns how many entries were dropped: 0 when the site does
+// not use the cache.
+func (h *Handler) PurgeCache(siteName, key string, prefix bool) (int, error) {
+	st := h.state.Load()
+	for _, s := range st.sites {
+		if s.name != siteName {
+			continue
+		}
+		if s.cache == nil {
+			return 0, nil
+		}
+		if prefix {
+			return s.cache.PurgePrefix(s.name, s.prefix+key), nil
+		}
+		return s.cache.PurgeObject(s.name, s.prefix+key), nil
+	}
+	return 0, ErrNoSuchSite
+}
+
+// purgeChangedSites drops the cached entries of the sites a reload
+// changed or removed: what they stored was answered under the old rules
+// (bucket, prefix, headers), so none of it is trusted under the new ones.
+func (h *Handler) purgeChangedSites(old, cur *config.Config) {
+	if h.cache == nil {
+		return
+	}
+	now := make(map[string]*config.Site, len(cur.Sites))
+	for i := range cur.Sites {
+		now[cur.Sites[i].Name] = &cur.Sites[i]
+	}
+	for i := range old.Sites {
+		o := &old.Sites[i]
+		if n := now[o.Name]; n == nil || !reflect.DeepEqual(o, n) {
+			if dropped := h.cache.PurgeSite(o.Name); dropped > 0 {
+				h.opts.Logger.Info("reload: site changed, its cached objects are dropped", "site", o.Name, "entries", dropped)
+			}
+		}
+	}
 }
 
 // cacheKey is the cache key of a GET of x.key, or false when the request

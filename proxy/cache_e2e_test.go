@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oss-gateway/gateway/config"
 	"github.com/oss-gateway/gateway/ossemu"
+	"github.com/oss-gateway/gateway/proxy"
 )
 
 // cacheSites are a public and a private cache-enabled site, both with a
@@ -41,6 +44,7 @@ region = "cn-hangzhou"
 endpoint = "http://EMU"
 access = "private"
 tls = "off"
+methods = ["GET", "HEAD", "PUT", "DELETE"]
 [site.referer]
 allow_empty = true
 deny = ["https://evil.example.com/*"]
@@ -54,8 +58,8 @@ func newCacheEnv(t *testing.T, ttl, stale string) *env {
 	t.Helper()
 	return newEnv(t, envOpts{
 		server: "upstream_header_timeout = \"300ms\"\n",
-		top:   fmt.Sprintf("[cache]\npath = %q\nmax_size = \"64MiB\"\nmemory = \"1MiB\"\nmax_object_size = \"8MiB\"\n", t.TempDir()),
-		sites: fmt.Sprintf(cacheSites, ttl, stale, ttl, stale),
+		top:    fmt.Sprintf("[cache]\npath = %q\nmax_size = \"64MiB\"\nmemory = \"1MiB\"\nmax_object_size = \"8MiB\"\n", t.TempDir()),
+		sites:  fmt.Sprintf(cacheSites, ttl, stale, ttl, stale),
 	})
 }
 
@@ -244,4 +248,68 @@ func TestCacheStaleIfError(t *testing.T) {
 	if resp.StatusCode < 500 || resp.Header.Get("X-Cache") == "STALE" || body == "hello public" {
 		t.Fatalf("past stale_if_error: %d X-Cache %q body %q", resp.StatusCode, resp.Header.Get("X-Cache"), body)
 	}
+}
+
+// A PUT or DELETE of a key through the gateway drops its entries.
+func TestCacheWritesThroughGatewayPurge(t *testing.T) {
+	e := newCacheEnv(t, "1m", "1m")
+	getCached(t, e, "cprv.test", "/secret.txt", nil, 200, "MISS", "hello private")
+	getCached(t, e, "cprv.test", "/secret.txt", nil, 200, "HIT", "hello private")
+	resp := e.do("PUT", "cprv.test", "/secret.txt", nil, strings.NewReader("new secret"))
+	if body := readBody(t, resp); resp.StatusCode != 200 {
+		t.Fatalf("PUT: %d %s", resp.StatusCode, body)
+	}
+	getCached(t, e, "cprv.test", "/secret.txt", nil, 200, "MISS", "new secret")
+	getCached(t, e, "cprv.test", "/secret.txt", nil, 200, "HIT", "new secret")
+	resp = e.do("DELETE", "cprv.test", "/secret.txt", nil, nil)
+	if body := readBody(t, resp); resp.StatusCode != 204 {
+		t.Fatalf("DELETE: %d %s", resp.StatusCode, body)
+	}
+	resp = e.do("GET", "cprv.test", "/secret.txt", nil, nil)
+	if readBody(t, resp); resp.StatusCode != 404 {
+		t.Fatalf("GET after DELETE: %d X-Cache %q", resp.StatusCode, resp.Header.Get("X-Cache"))
+	}
+}
+
+// PurgeCache (the admin /-/purge) drops a key's or a prefix's entries; a
+// reload that changes a site drops its entries, one that does not keeps
+// them.
+func TestCachePurgeAndReload(t *testing.T) {
+	e := newCacheEnv(t, "1m", "1m")
+	e.emu.PutObject(pubBucket, "dir/a.txt", []byte("a"), nil)
+	e.emu.PutObject(pubBucket, "dir/b.txt", []byte("b"), nil)
+	for _, k := range []string{"hello.txt", "dir/a.txt", "dir/b.txt"} {
+		e.do("GET", "cpub.test", "/"+k, nil, nil).Body.Close()
+	}
+	if n, err := e.h.PurgeCache("cpub", "hello.txt", false); n != 1 || err != nil {
+		t.Fatalf("PurgeCache key: %d %v", n, err)
+	}
+	getCached(t, e, "cpub.test", "/hello.txt", nil, 200, "MISS", "hello public")
+	if n, err := e.h.PurgeCache("cpub", "dir/", true); n != 2 || err != nil {
+		t.Fatalf("PurgeCache prefix: %d %v", n, err)
+	}
+	getCached(t, e, "cpub.test", "/dir/a.txt", nil, 200, "MISS", "a")
+	if _, err := e.h.PurgeCache("nope", "x", false); !errors.Is(err, proxy.ErrNoSuchSite) {
+		t.Fatalf("unknown site: %v", err)
+	}
+
+	same := *e.h.Config()
+	same.Sites = append([]config.Site(nil), same.Sites...)
+	if err := e.h.Load(&same); err != nil {
+		t.Fatal(err)
+	}
+	getCached(t, e, "cpub.test", "/hello.txt", nil, 200, "HIT", "hello public")
+	changed := same
+	changed.Sites = append([]config.Site(nil), same.Sites...)
+	for i := range changed.Sites {
+		if changed.Sites[i].Name == "cpub" {
+			changed.Sites[i].Cache.TTL = config.Duration(2 * time.Minute)
+		}
+	}
+	if err := e.h.Load(&changed); err != nil {
+		t.Fatal(err)
+	}
+	getCached(t, e, "cpub.test", "/hello.txt", nil, 200, "MISS", "hello public")
+	getCached(t, e, "cprv.test", "/secret.txt", nil, 200, "MISS", "hello private")
+	getCached(t, e, "cprv.test", "/secret.txt", nil, 200, "HIT", "hello private")
 }

@@ -42,6 +42,11 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, x *exchange) (
 		return false
 	}
 	status := resp.StatusCode
+	if s.cache != nil && status < 300 && (r.Method == http.MethodPut || r.Method == http.MethodPost || r.Method == http.MethodDelete) {
+		// The object changed through the gateway: no stored copy of
+		// it is served again.
+		s.cache.PurgeObject(s.name, x.key)
+	}
 	if resp.StatusCode == http.StatusNotFound && s.website.active() && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		var redirect string
 		resp, status, redirect, oerr = h.websiteNotFound(r, x, resp)

@@ -122,6 +122,9 @@ func (h *Handler) Load(cfg *config.Config) error {
 	}
 	old := h.state.Swap(st)
 	h.health.prune(st)
+	if old != nil {
+		h.purgeChangedSites(old.cfg, cfg)
+	}
 	if cfg.Cache != h.cacheConf && old != nil {
 		h.opts.Logger.Warn("reload: [cache] changed; the cache opened at start is kept until the gateway restarts",
 			"path", h.cacheConf.Path, "new_path", cfg.Cache.Path)

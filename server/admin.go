@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,9 @@ type adminHandler struct {
 	stopping *atomic.Bool
 	metrics  http.Handler
 	reload   func() error
+	// purge drops cached objects (proxy.Handler.PurgeCache); nil = no
+	// /-/purge.
+	purge func(site, key string, prefix bool) (int, error)
 }
 
 func newAdminHandler(g prometheus.Gatherer, allow func() []netip.Prefix, ready func(context.Context) error, stopping *atomic.Bool, reload func() error) *adminHandler {
@@ -75,6 +79,8 @@ func (a *adminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		_, _ = w.Write([]byte("reloaded\n"))
+	case "/-/purge":
+		a.servePurge(w, r)
 	case "/debug/pprof/cmdline":
 		pprof.Cmdline(w, r)
 	case "/debug/pprof/profile":
@@ -104,4 +110,41 @@ func (a *adminHandler) allowed(remote string) bool {
 		}
 	}
 	return false
+}
+
+// servePurge is POST /-/purge?site=S&key=K (or &prefix=P): it drops the
+// object cache's entries of one key, or of every key under a prefix, K and
+// P as in the client's URL path without the leading slash or the site's
+// prefix. It answers the number of entries dropped.
+func (a *adminHandler) servePurge(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "POST to purge cached objects", http.StatusMethodNotAllowed)
+		return
+	}
+	if a.purge == nil {
+		http.NotFound(w, r)
+		return
+	}
+	q := r.URL.Query()
+	site := q.Get("site")
+	key, hasKey := q["key"]
+	prefix, hasPrefix := q["prefix"]
+	if site == "" || hasKey == hasPrefix || (hasKey && (len(key) != 1 || key[0] == "")) || (hasPrefix && len(prefix) != 1) {
+		http.Error(w, "want site and exactly one of key (non-empty) or prefix", http.StatusBadRequest)
+		return
+	}
+	var n int
+	var err error
+	if hasKey {
+		n, err = a.purge(site, key[0], false)
+	} else {
+		n, err = a.purge(site, prefix[0], true)
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte(strconv.Itoa(n) + "\n"))
 }

@@ -175,10 +175,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	fleet.start(cfg, errorLog)
 	r := &reloader{path: o.ConfigPath, h: h, certs: certs, current: &current, metrics: metrics, logger: logger,
 		logs: logs, accessLogs: accessLogs, fleet: fleet, errorLog: errorLog, fixedCreds: o.Credentials}
+	adminH := newAdminHandler(reg,
+		func() []netip.Prefix { return current.Load().Admin.AllowNets },
+		h.Ready, &stopping, r.reload)
+	adminH.purge = h.PurgeCache
 	admin := &http.Server{
-		Handler: newAdminHandler(reg,
-			func() []netip.Prefix { return current.Load().Admin.AllowNets },
-			h.Ready, &stopping, r.reload),
+		Handler:           adminH,
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          errorLog,
 	}
