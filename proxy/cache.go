@@ -244,7 +244,11 @@ func (h *Handler) cacheFetch(r *http.Request, fx *exchange, c *cache.Cache, k ca
 		stop := context.AfterFunc(ctx, cancel)
 		done := func() { stop(); cancel() }
 		r2 := r.Clone(fctx)
-		for _, name := range []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"} {
+		// The stored response is every client's: none of this one's
+		// Range, conditionals, encoding or CORS asks may shape it (the
+		// site's CORS rules are applied per request; OSS's are dropped).
+		for _, name := range []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since",
+			"Accept-Encoding", "Origin", "Access-Control-Request-Method", "Access-Control-Request-Headers"} {
 			delete(r2.Header, name)
 		}
 		if etag != "" {
@@ -311,6 +315,15 @@ func (h *Handler) serveFill(w http.ResponseWriter, r *http.Request, x *exchange,
 	h.opts.Metrics.CacheRequests.WithLabelValues(s.name, cacheMiss).Inc()
 	status := meta.Status
 	off, n := int64(0), meta.Size
+	if status == http.StatusOK && notModified(r, meta.ETag, meta.LastModified) {
+		for _, k := range notModifiedDrop {
+			delete(hdr, k)
+		}
+		s.cors.apply(hdr, r.Header.Get("Origin"), r.Method)
+		x.status = http.StatusNotModified
+		w.WriteHeader(http.StatusNotModified)
+		return false
+	}
 	if status == http.StatusOK && meta.Size >= 0 {
 		if rs := r.Header.Get("Range"); rs != "" && ifRangeMatches(r, meta.ETag, meta.LastModified) {
 			o, l, ok, satisfiable := parseRange(rs, meta.Size)
@@ -319,6 +332,7 @@ func (h *Handler) serveFill(w http.ResponseWriter, r *http.Request, x *exchange,
 				return h.refuseRange(w, r, x, meta.Size)
 			case ok:
 				off, n, status = o, l, http.StatusPartialContent
+				delete(hdr, "Content-Md5")
 				hdr["Content-Range"] = []string{fmt.Sprintf("bytes %d-%d/%d", o, o+l-1, meta.Size)}
 				hdr["Content-Length"] = []string{strconv.FormatInt(l, 10)}
 			}
@@ -376,7 +390,7 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, x *exchang
 	origin := r.Header.Get("Origin")
 
 	if notModified(r, m.ETag, m.LastModified) {
-		for _, k := range []string{"Content-Length", "Content-Type", "Content-Encoding", "Content-Disposition", "Content-Md5", "Content-Language"} {
+		for _, k := range notModifiedDrop {
 			delete(hdr, k)
 		}
 		s.cors.apply(hdr, origin, r.Method)
@@ -395,6 +409,7 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, x *exchang
 			return h.refuseRange(w, r, x, size)
 		case ok:
 			status, off, n = http.StatusPartialContent, o, l
+			delete(hdr, "Content-Md5") // the whole body's, as OSS's 206 has none
 			hdr["Content-Range"] = []string{fmt.Sprintf("bytes %d-%d/%d", o, o+l-1, size)}
 		}
 	}
@@ -419,6 +434,10 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, x *exchang
 	}
 	return false
 }
+
+// notModifiedDrop are the headers of a 200 that describe its body, which
+// a 304 made from it has none of.
+var notModifiedDrop = []string{"Content-Length", "Content-Type", "Content-Encoding", "Content-Disposition", "Content-Md5", "Content-Language", "Accept-Ranges"}
 
 // errInvalidRange is OSS's answer to a Range no byte of the object is in.
 var errInvalidRange = &ossError{http.StatusRequestedRangeNotSatisfiable, "InvalidRange",

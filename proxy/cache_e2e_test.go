@@ -313,3 +313,62 @@ func TestCachePurgeAndReload(t *testing.T) {
 	getCached(t, e, "cprv.test", "/secret.txt", nil, 200, "MISS", "hello private")
 	getCached(t, e, "cprv.test", "/secret.txt", nil, 200, "HIT", "hello private")
 }
+
+// On a miss the fill asks OSS for the whole identity-encoded object
+// whatever the client sent; the client's Range is answered by seeking the
+// fill and its If-None-Match with a 304, and the object is stored whole.
+func TestCacheMissWithRangeAndConditional(t *testing.T) {
+	e := newCacheEnv(t, "1m", "1m")
+	resp := getCached(t, e, "cpub.test", "/hello.txt", http.Header{"Range": {"bytes=0-4"}, "Accept-Encoding": {"gzip"}, "Origin": {"https://a.example"}}, 206, "MISS", "hello")
+	if cr := resp.Header.Get("Content-Range"); cr != "bytes 0-4/12" {
+		t.Fatalf("Content-Range %q", cr)
+	}
+	reqs := e.emu.Requests()
+	last := reqs[len(reqs)-1]
+	for _, k := range []string{"Range", "Accept-Encoding", "Origin"} {
+		if v := last.Header.Get(k); v != "" {
+			t.Fatalf("fill sent %s: %q", k, v)
+		}
+	}
+	getCached(t, e, "cpub.test", "/hello.txt", nil, 200, "HIT", "hello public")
+
+	e.emu.PutObject(pubBucket, "other.txt", []byte("other"), nil)
+	getCached(t, e, "cpub.test", "/other.txt", http.Header{"If-None-Match": {`"nope"`}}, 200, "MISS", "other")
+	e.emu.PutObject(pubBucket, "third.txt", []byte("third"), nil)
+	first := e.do("HEAD", "pub.test", "/third.txt", nil, nil)
+	readBody(t, first)
+	getCached(t, e, "cpub.test", "/third.txt", http.Header{"If-None-Match": {first.Header.Get("ETag")}}, 304, "MISS", "")
+	getCached(t, e, "cpub.test", "/third.txt", nil, 200, "HIT", "third")
+}
+
+// Responses OSS marks private or no-store are passed on, never stored;
+// HEAD misses go to OSS uncached.
+func TestCacheNotStored(t *testing.T) {
+	e := newCacheEnv(t, "1m", "1m")
+	e.emu.PutObject(pubBucket, "nostore.txt", []byte("x"), http.Header{"Cache-Control": {"no-store"}})
+	e.emu.PutObject(pubBucket, "private.txt", []byte("y"), http.Header{"Cache-Control": {"max-age=60, private"}})
+	for _, c := range []struct{ key, body string }{{"nostore.txt", "x"}, {"private.txt", "y"}} {
+		getCached(t, e, "cpub.test", "/"+c.key, nil, 200, "MISS", c.body)
+		getCached(t, e, "cpub.test", "/"+c.key, nil, 200, "MISS", c.body)
+	}
+	resp := e.do("HEAD", "cpub.test", "/hello.txt", nil, nil)
+	readBody(t, resp)
+	if resp.StatusCode != 200 || resp.Header.Get("X-Cache") != "" {
+		t.Fatalf("HEAD miss: %d X-Cache %q", resp.StatusCode, resp.Header.Get("X-Cache"))
+	}
+	getCached(t, e, "cpub.test", "/hello.txt", nil, 200, "MISS", "hello public")
+}
+
+// The access log and the byte counters see what a hit sent.
+func TestCacheHitAccounting(t *testing.T) {
+	e := newCacheEnv(t, "1m", "1m")
+	getCached(t, e, "cpub.test", "/hello.txt", nil, 200, "MISS", "hello public")
+	getCached(t, e, "cpub.test", "/hello.txt", nil, 200, "HIT", "hello public")
+	getCached(t, e, "cpub.test", "/hello.txt", http.Header{"Range": {"bytes=0-1"}}, 206, "HIT", "he")
+	if v := counterValue(t, e.reg, "gateway_response_bytes_total", map[string]string{"site": "cpub"}); v != 12+12+2 {
+		t.Fatalf("response bytes %v", v)
+	}
+	if !strings.Contains(e.logs.String(), `"bytes_out":2,`) {
+		t.Fatalf("access log lacks the 206 hit's bytes_out:\n%s", e.logs.String())
+	}
+}
