@@ -37,8 +37,13 @@ type upstreamClient struct {
 	// maxHeadBytes bounds a response head, interim 1xx heads included.
 	maxHeadBytes int64
 
-	mu   sync.Mutex
-	idle map[connKey][]*upConn // most recently used last
+	mu    sync.Mutex
+	idle  map[connKey][]*upConn // oldest first
+	nidle int                   // connections in idle
+	// reaper closes connections idle past idleTimeout; it is armed while
+	// idle holds any (reaping) and stops when the pool empties.
+	reaper  *time.Timer
+	reaping bool
 }
 
 // connKey is what makes connections interchangeable: one may carry another's
@@ -502,6 +507,7 @@ func (c *upstreamClient) getConn(ctx context.Context, key connKey) (*upConn, err
 		conn := list[len(list)-1]
 		list[len(list)-1] = nil
 		c.idle[key] = list[:len(list)-1]
+		c.nidle--
 		c.mu.Unlock()
 		// Idle too long, OSS may be closing it right now; anything that
 		// arrived while idle (EOF, a reset, stray bytes) means it is done.
@@ -636,28 +642,93 @@ func (c *upstreamClient) putConn(conn *upConn) {
 		conn.nc.Close()
 		return
 	}
-	conn.idleAt = time.Now()
 	c.mu.Lock()
 	if c.idle == nil {
 		c.idle = map[connKey][]*upConn{}
 	}
-	if list := c.idle[conn.key]; len(list) < c.maxIdlePerHost {
-		c.idle[conn.key] = append(list, conn)
+	list := c.idle[conn.key]
+	if len(list) >= c.maxIdlePerHost {
 		c.mu.Unlock()
+		conn.nc.Close()
 		return
 	}
+	conn.idleAt = time.Now() // under mu: each list stays in idle order
+	c.idle[conn.key] = append(list, conn)
+	c.nidle++
+	if !c.reaping {
+		c.reaping = true
+		if c.reaper == nil {
+			c.reaper = time.AfterFunc(c.idleTimeout, c.reap)
+		} else {
+			c.reaper.Reset(c.idleTimeout)
+		}
+	}
 	c.mu.Unlock()
-	conn.nc.Close()
 }
 
-// CloseIdleConnections closes every idle connection (tests, shutdown).
+// reapSlack lets one reaper run close every connection due within it, so
+// that a busy pool costs a timer wakeup per slack, not one per connection.
+func (c *upstreamClient) reapSlack() time.Duration {
+	return min(time.Second, c.idleTimeout/8)
+}
+
+// reap closes the connections idle for idleTimeout (or within reapSlack of
+// it) and re-arms for the next one due; with none left the reaper stops
+// until putConn needs it again.
+func (c *upstreamClient) reap() {
+	var dead []*upConn
+	c.mu.Lock()
+	now := time.Now()
+	cutoff := c.idleTimeout - c.reapSlack()
+	next := time.Duration(-1)
+	for k, list := range c.idle {
+		i := 0
+		for i < len(list) && now.Sub(list[i].idleAt) >= cutoff {
+			i++
+		}
+		if i > 0 {
+			dead = append(dead, list[:i]...)
+			n := copy(list, list[i:])
+			clear(list[n:])
+			list = list[:n]
+			c.idle[k] = list
+		}
+		if len(list) == 0 {
+			delete(c.idle, k)
+			continue
+		}
+		if d := c.idleTimeout - now.Sub(list[0].idleAt); next < 0 || d < next {
+			next = d
+		}
+	}
+	c.nidle -= len(dead)
+	if next >= 0 && c.reaping {
+		c.reaper.Reset(next)
+	} else {
+		c.reaping = false
+	}
+	c.mu.Unlock()
+	for _, conn := range dead {
+		conn.nc.Close()
+	}
+}
+
+// CloseIdleConnections closes every idle connection (config reloads,
+// shutdown, tests); the reaper stops with the pool empty.
 func (c *upstreamClient) CloseIdleConnections() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	var dead []*upConn
 	for k, list := range c.idle {
-		for _, conn := range list {
-			conn.nc.Close()
-		}
+		dead = append(dead, list...)
 		delete(c.idle, k)
+	}
+	c.nidle = 0
+	if c.reaping {
+		c.reaper.Stop()
+		c.reaping = false
+	}
+	c.mu.Unlock()
+	for _, conn := range dead {
+		conn.nc.Close()
 	}
 }

@@ -506,3 +506,58 @@ func TestUpstreamClientResendsUntakenPut(t *testing.T) {
 		t.Fatalf("%d connections to the server, want the one of the first PUT: the second was re-sent", srv.connCount())
 	}
 }
+
+// TestUpstreamClientReapsIdleConnections proves idle connections are closed
+// once idle past idleTimeout without any further request, and that the
+// reaper stops when the pool is empty.
+func TestUpstreamClientReapsIdleConnections(t *testing.T) {
+	closed := make(chan time.Time, 4)
+	srv := newScriptServer(t, func(c *scriptConn) {
+		c.Serve(-1)
+		closed <- time.Now()
+	})
+	c := newTestClient()
+	c.idleTimeout = 300 * time.Millisecond
+	// Two connections (two requests at once), idle from about the same time.
+	req1, _ := http.NewRequest("GET", srv.url()+"/k", nil)
+	req2, _ := http.NewRequest("GET", srv.url()+"/k", nil)
+	r1, err := c.RoundTrip(req1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := c.RoundTrip(req2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(r1.Body)
+	io.ReadAll(r2.Body)
+	r1.Body.Close()
+	r2.Body.Close()
+	start := time.Now()
+	for i := 0; i < 2; i++ {
+		select {
+		case at := <-closed:
+			if d := at.Sub(start); d < 100*time.Millisecond {
+				t.Errorf("connection closed %s after going idle, before the idle timeout", d)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("idle connection still open 10s after its idle timeout")
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.mu.Lock()
+		n, reaping := c.nidle, c.reaping
+		c.mu.Unlock()
+		if n == 0 && !reaping {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pool still holds %d connections (reaper armed: %v)", n, reaping)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if srv.connCount() != 2 {
+		t.Fatalf("%d connections, want 2", srv.connCount())
+	}
+}

@@ -87,6 +87,15 @@ type TransportOptions struct {
 	RootCAs *x509.CertPool
 }
 
+// Transport is what NewTransport returns in either mode: a RoundTripper
+// whose idle connections can be closed (config reloads, shutdown, tests).
+// The native client also closes those idle past upstreamIdleTimeout on its
+// own, as net/http's Transport does.
+type Transport interface {
+	http.RoundTripper
+	CloseIdleConnections()
+}
+
 // NewTransport returns the HTTP/1.1 client to OSS: a deep idle pool per
 // bucket host (OSS is one host per bucket, so a shallow pool would make every
 // burst dial), no transparent gzip (the client's Accept-Encoding passes
@@ -96,7 +105,7 @@ type TransportOptions struct {
 // Mode "stdlib" returns net/http's Transport with the same settings (and
 // HTTP(S)_PROXY from the environment honoured): the reference the native
 // client is held to, and the choice when a proxy must be used.
-func NewTransport(o TransportOptions) http.RoundTripper {
+func NewTransport(o TransportOptions) Transport {
 	if o.Mode == "stdlib" {
 		return &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
