@@ -69,6 +69,9 @@ var designMetrics = map[string]struct {
 	"gateway_config_last_reload_success_timestamp_seconds": {dto.MetricType_GAUGE, nil},
 	"gateway_tls_handshake_errors_total":                   {dto.MetricType_COUNTER, []string{"reason"}},
 	"gateway_build_info":                                   {dto.MetricType_GAUGE, []string{"version", "revision", "goversion"}},
+	"gateway_cache_requests_total":                         {dto.MetricType_COUNTER, []string{"site", "result"}},
+	"gateway_cache_bytes":                                  {dto.MetricType_GAUGE, []string{"tier"}},
+	"gateway_cache_evictions_total":                        {dto.MetricType_COUNTER, []string{"tier"}},
 }
 
 // labelValues are the label values the metrics contract fixes, per metric family and
@@ -80,6 +83,9 @@ var labelValues = map[string]map[string][]string{
 	"gateway_upstream_retries_total":     {"reason": {"status", "reset", "dial", "timeout", "body_cut"}},
 	"gateway_denied_total":               {"reason": {"referer", "cors", "ip", "rate_limit", "method", "url_auth", "path", "header", "process"}},
 	"gateway_config_reloads_total":       {"result": {"success", "error"}},
+	"gateway_cache_requests_total":       {"result": {"hit", "miss", "revalidated", "stale"}},
+	"gateway_cache_bytes":                {"tier": {"memory", "disk"}},
+	"gateway_cache_evictions_total":      {"tier": {"memory", "disk"}},
 	"gateway_tls_handshake_errors_total": {"reason": {"eof", "timeout", "unknown_server_name", "protocol_version", "no_shared_cipher", "not_tls", "client_rejected_certificate", "other"}},
 }
 
