@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -184,8 +185,11 @@ func (h *Handler) serveCached(w http.ResponseWriter, r *http.Request, x *exchang
 	fl := c.Fill(k, h.cacheFetch(r, fx, c, k, etag))
 	defer fl.Close()
 	meta, err := fl.Wait(r.Context())
-	if !fl.Joined() {
-		// fx is only written by this request's own fetch, which is over.
+	var fe *fillError
+	isFillErr := errors.As(err, &fe)
+	if !fl.Joined() && (err == nil || isFillErr) {
+		// This request's own fetch returned (headers or its error), so
+		// it writes fx no more; when the client left first, it may.
 		x.upstreamID, x.upstreamWait, x.retries = fx.upstreamID, fx.upstreamWait, fx.retries
 	}
 	if err != nil {
@@ -196,8 +200,7 @@ func (h *Handler) serveCached(w http.ResponseWriter, r *http.Request, x *exchang
 		if hit && obj.Meta().Age(now) <= s.cacheTTL+s.cacheStale {
 			return h.serveObject(w, r, x, obj, cacheStale)
 		}
-		var fe *fillError
-		if errors.As(err, &fe) {
+		if fe != nil {
 			x.err = fe.err
 			if errors.Is(fe.err, errUpstream5xx) {
 				// A 5xx the fetch took for a stale copy's, but this
@@ -422,17 +425,58 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, x *exchang
 	if r.Method == http.MethodHead {
 		return false
 	}
-	var dst io.Writer = w // its ReadFrom: sendfile(2) for a file-backed object on plain HTTP
-	if x.st.progressTimeout > 0 || s.egressBytesPerSec > 0 {
-		dst = h.clientWriter(r, x, w)
+	var nw int64
+	var err error
+	f, base, _, isFile := obj.File()
+	switch d := x.st.progressTimeout; {
+	case s.egressBytesPerSec > 0:
+		nw, err = obj.WriteRangeTo(h.clientWriter(r, x, w), off, n)
+	case d > 0 && isFile:
+		nw, err = sendFileProgress(w, f, base+off, n, d)
+	case d > 0:
+		nw, err = obj.WriteRangeTo(h.clientWriter(r, x, w), off, n)
+	default:
+		// w's ReadFrom: sendfile(2) for a file-backed object on plain HTTP.
+		nw, err = obj.WriteRangeTo(w, off, n)
 	}
-	nw, err := obj.WriteRangeTo(dst, off, n)
 	x.bytesOut = nw
 	if err != nil {
 		x.err = err
 		return r.Context().Err() == nil
 	}
 	return false
+}
+
+// sendFileChunk is how much of a stored body goes out under one write
+// deadline: a client reading at 64 KiB/s sends it in a minute.
+const sendFileChunk = 4 << 20
+
+// sendFileProgress sends n bytes of f from off through w's ReadFrom
+// (sendfile(2) on plain HTTP) in chunks, each of which must go out within
+// d: the client connection's progress deadline, kept without giving up
+// sendfile as a deadline-setting Writer would.
+func sendFileProgress(w http.ResponseWriter, f *os.File, off, n int64, d time.Duration) (int64, error) {
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return 0, err
+	}
+	rf, ok := w.(io.ReaderFrom)
+	if !ok {
+		return io.Copy(&progressWriter{w: w, rc: http.NewResponseController(w), d: d}, io.LimitReader(f, n))
+	}
+	rc := http.NewResponseController(w)
+	var sent int64
+	for sent < n {
+		_ = rc.SetWriteDeadline(time.Now().Add(d))
+		k, err := rf.ReadFrom(&io.LimitedReader{R: f, N: min(sendFileChunk, n-sent)})
+		sent += k
+		if err != nil {
+			return sent, err
+		}
+		if k == 0 {
+			return sent, fmt.Errorf("cache file: %w after %d of %d bytes", io.ErrUnexpectedEOF, sent, n)
+		}
+	}
+	return sent, nil
 }
 
 // notModifiedDrop are the headers of a 200 that describe its body, which

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -370,5 +371,53 @@ func TestCacheHitAccounting(t *testing.T) {
 	}
 	if !strings.Contains(e.logs.String(), `"bytes_out":2,`) {
 		t.Fatalf("access log lacks the 206 hit's bytes_out:\n%s", e.logs.String())
+	}
+}
+
+// A body larger than the memory tier takes is served from its file, whole
+// and by range, byte-exact.
+func TestCacheFileBackedHit(t *testing.T) {
+	e := newCacheEnv(t, "1m", "1m")
+	big := make([]byte, 3<<20)
+	for i := range big {
+		big[i] = byte(i * 7 >> 3)
+	}
+	e.emu.PutObject(pubBucket, "big.bin", big, nil)
+	getCached(t, e, "cpub.test", "/big.bin", nil, 200, "MISS", string(big))
+	getCached(t, e, "cpub.test", "/big.bin", nil, 200, "HIT", string(big))
+	getCached(t, e, "cpub.test", "/big.bin", http.Header{"Range": {"bytes=1000000-2999999"}}, 206, "HIT", string(big[1000000:3000000]))
+	if n := e.ossGets("big.bin"); n != 1 {
+		t.Fatalf("%d OSS GETs", n)
+	}
+}
+
+// The client that started a fill leaving does not stop it: the object is
+// stored for the next request.
+func TestCacheFillOutlivesItsClient(t *testing.T) {
+	e := newCacheEnv(t, "1m", "1m")
+	remove := e.emu.AddFault(ossemu.Fault{Key: "hello.txt", Delay: 300 * time.Millisecond, Times: 1})
+	defer remove()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.gw.URL+"/hello.txt", nil)
+	req.Host = "cpub.test"
+	if resp, err := e.gw.Client().Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("request outlived its context: %d", resp.StatusCode)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		resp := e.do("GET", "cpub.test", "/hello.txt", nil, nil)
+		body := readBody(t, resp)
+		if resp.Header.Get("X-Cache") == "HIT" && body == "hello public" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no HIT after the first client left: %q %q", resp.Header.Get("X-Cache"), body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := e.ossGets("hello.txt"); n > 2 {
+		t.Fatalf("%d OSS GETs", n)
 	}
 }
