@@ -33,7 +33,10 @@ type upstreamClient struct {
 	headerTimeout    time.Duration
 	handshakeTimeout time.Duration
 	idleTimeout      time.Duration
-	maxIdlePerHost   int
+	// writeTimeout bounds each write to OSS: a socket that takes no bytes
+	// for this long ends the request, however long the upload.
+	writeTimeout   time.Duration
+	maxIdlePerHost int
 	// maxHeadBytes bounds a response head, interim 1xx heads included.
 	maxHeadBytes int64
 
@@ -59,9 +62,14 @@ type connKey struct {
 // stricter on purpose.
 const maxResponseHeadBytes = 1 << 20
 
+// defaultWriteTimeout bounds each write to OSS when the header timeout is
+// shorter: generous, as a slow link with a large send buffer can stay full
+// for seconds while still moving.
+const defaultWriteTimeout = 30 * time.Second
+
 // upConn is one connection to OSS. It sits between the connection and its
 // buffers: reads under br count against the head limit while a head is
-// read, and writes from bw are counted.
+// read, and writes from bw are counted and each given the progress deadline.
 type upConn struct {
 	key    connKey
 	nc     net.Conn
@@ -73,6 +81,10 @@ type upConn struct {
 	// headers whose body came with them is kept: the next exchange either
 	// reuses it or replaces it before reading.
 	readDeadline time.Time
+	// writeDeadline is the write deadline set on nc, renewed by Write once
+	// less than half of writeTimeout is left.
+	writeDeadline time.Time
+	writeTimeout  time.Duration
 	// written counts the bytes of the current request the connection
 	// accepted: none means OSS cannot have seen any of it.
 	written int64
@@ -80,6 +92,9 @@ type upConn struct {
 	// headLimited.
 	headLeft    int64
 	headLimited bool
+	// aborted is set when the request's context ends: from then on every
+	// deadline set on nc is one in the past.
+	aborted atomic.Bool
 
 	// isTLS says nc is a *tls.Conn; lastFull that the last read from it
 	// filled the buffer it was given, so the TLS layer may hold more of
@@ -110,8 +125,18 @@ func (conn *upConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Write is what bw writes to: nc, counted.
+// Write is what bw writes to: nc, with a progress deadline on every write.
 func (conn *upConn) Write(p []byte) (int, error) {
+	if d := conn.writeTimeout; d > 0 {
+		now := time.Now()
+		if conn.writeDeadline.Sub(now) < d/2 {
+			conn.writeDeadline = now.Add(d)
+			_ = conn.nc.SetWriteDeadline(conn.writeDeadline)
+			if conn.aborted.Load() { // the context's cancel must win
+				_ = conn.nc.SetWriteDeadline(aLongTimeAgo)
+			}
+		}
+	}
 	n, err := conn.nc.Write(p)
 	conn.written += int64(n)
 	return n, err
@@ -124,6 +149,9 @@ func (conn *upConn) setReadDeadline(t time.Time) {
 	}
 	conn.readDeadline = t
 	_ = conn.nc.SetReadDeadline(t)
+	if conn.aborted.Load() { // the context's cancel must win
+		_ = conn.nc.SetReadDeadline(aLongTimeAgo)
+	}
 }
 
 // errHeadTooLarge is a response head over maxHeadBytes.
@@ -337,8 +365,13 @@ func (c *upstreamClient) readHead(conn *upConn, req *http.Request, deadline time
 }
 
 // watch aborts conn's IO once ctx ends; the returned stop ends the watch.
+// aborted keeps a deadline set after the cancel (a write's renewal, say)
+// from undoing it.
 func (conn *upConn) watch(ctx context.Context) (stop func() bool) {
-	return context.AfterFunc(ctx, func() { _ = conn.nc.SetDeadline(aLongTimeAgo) })
+	return context.AfterFunc(ctx, func() {
+		conn.aborted.Store(true)
+		_ = conn.nc.SetDeadline(aLongTimeAgo)
+	})
 }
 
 // unwatch stops a watch, if there is one, and reports whether the
@@ -531,7 +564,7 @@ func (c *upstreamClient) getConn(ctx context.Context, key connKey) (*upConn, err
 	if err != nil {
 		return nil, err
 	}
-	conn := &upConn{key: key}
+	conn := &upConn{key: key, writeTimeout: c.writeTimeout}
 	if idleCheckable {
 		if sc, ok := nc.(syscall.Conn); ok {
 			if raw, err := sc.SyscallConn(); err == nil {

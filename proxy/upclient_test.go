@@ -561,3 +561,41 @@ func TestUpstreamClientReapsIdleConnections(t *testing.T) {
 		t.Fatalf("%d connections, want 2", srv.connCount())
 	}
 }
+
+// TestUpstreamClientWriteTimeout proves an upload to a connection that
+// stops taking bytes fails after the write timeout, not when the client
+// gives up.
+func TestUpstreamClientWriteTimeout(t *testing.T) {
+	srv := newScriptServer(t, func(c *scriptConn) {
+		if c.ReadHead() != nil {
+			c.Wait(time.Minute) // never reads the body
+		}
+	})
+	c := newTestClient()
+	c.writeTimeout = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "PUT", srv.url()+"/k", strings.NewReader(strings.Repeat("u", 64<<20)))
+	start := time.Now()
+	_, err := c.RoundTrip(req)
+	if err == nil || ctx.Err() != nil || !isTimeout(err) {
+		t.Fatalf("err %v after %s (context: %v), want a write timeout", err, time.Since(start), ctx.Err())
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("write timeout took %s", d)
+	}
+
+	// The write deadline, renewed on every write, never outlives a
+	// cancelled context.
+	c.writeTimeout = time.Minute
+	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req, _ = http.NewRequestWithContext(ctx, "PUT", srv.url()+"/k", strings.NewReader(strings.Repeat("u", 64<<20)))
+	start = time.Now()
+	if _, err := c.RoundTrip(req); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("cancelled upload: %v, want the context's deadline", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("cancel took %s", d)
+	}
+}

@@ -83,6 +83,11 @@ type TransportOptions struct {
 	Mode          string
 	DialTimeout   time.Duration
 	HeaderTimeout time.Duration
+	// WriteTimeout bounds each write to OSS in the native client: a
+	// connection that takes no request bytes for this long fails the
+	// request, so a stuck socket cannot hold an upload forever. Zero means
+	// 30s, or HeaderTimeout if that is longer.
+	WriteTimeout time.Duration
 	// RootCAs overrides the system roots (tests against a TLS emulator).
 	RootCAs *x509.CertPool
 }
@@ -121,12 +126,17 @@ func NewTransport(o TransportOptions) Transport {
 			TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
 		}
 	}
+	writeTimeout := o.WriteTimeout
+	if writeTimeout == 0 {
+		writeTimeout = max(defaultWriteTimeout, o.HeaderTimeout)
+	}
 	return &upstreamClient{
 		dialer:           net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second},
 		tlsConfig:        &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.RootCAs},
 		headerTimeout:    o.HeaderTimeout,
 		handshakeTimeout: o.DialTimeout + 5*time.Second,
 		idleTimeout:      upstreamIdleTimeout,
+		writeTimeout:     writeTimeout,
 		maxIdlePerHost:   maxIdlePerHost,
 		maxHeadBytes:     maxResponseHeadBytes,
 	}
