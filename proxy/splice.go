@@ -80,9 +80,20 @@ func spliceSource(body io.ReadCloser) (*upBody, *stallGuard) {
 
 // dead tells, after a splice failed, whether the upstream side is the one
 // that broke (splice reports both ends' errors alike): a live connection
-// either has body bytes waiting or times out at once; a broken one, or one
-// the stall guard closed, reports EOF, a reset or its closing.
+// either has body bytes waiting or nothing yet; a broken one, or one the
+// stall guard closed, reports EOF, a reset or its closing. (A byte the
+// check reads is lost with the connection, which is not reused after a
+// failed splice.)
 func (b *upBody) dead() bool {
+	if conn := b.conn; conn.raw != nil {
+		conn.peekState = peekEnded
+		if err := conn.raw.Read(conn.peekFn); err != nil {
+			return true // closed under us
+		}
+		return conn.peekState == peekEnded
+	}
+	// Without a socket to poll, only a connection closed here shows: a
+	// read with the deadline past never reaches the socket.
 	b.conn.setReadDeadline(aLongTimeAgo)
 	_, err := b.conn.br.Peek(1)
 	b.conn.setReadDeadline(time.Time{})

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -597,5 +598,48 @@ func TestUpstreamClientWriteTimeout(t *testing.T) {
 	}
 	if d := time.Since(start); d > 20*time.Second {
 		t.Fatalf("cancel took %s", d)
+	}
+}
+
+// TestSendBodyBlamesUpstreamReset proves a splice cut by OSS resetting the
+// connection is an upstream error (which the resume repairs), not the
+// client's: the splice reports both ends' failures alike, and a read with
+// the deadline past, which never reaches the socket, cannot tell them apart.
+func TestSendBodyBlamesUpstreamReset(t *testing.T) {
+	body := pattern(8 << 20)
+	srv := newScriptServer(t, func(c *scriptConn) {
+		if c.ReadRequest() != nil {
+			c.Write("HTTP/1.1 200 OK\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n")
+			c.Write(string(body[:2<<20]))
+			c.Wait(100 * time.Millisecond)
+			c.Reset()
+		}
+	})
+	c := newTestClient()
+	results := make(chan sendResult, 1)
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequest("GET", srv.url()+"/k", nil)
+		resp, err := c.RoundTrip(req)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer resp.Body.Close()
+		src, _ := spliceSource(resp.Body)
+		w.WriteHeader(200)
+		x := &exchange{w: w, st: &state{progressTimeout: 5 * time.Second}, site: &site{}}
+		n, err := (&Handler{}).sendBody(r, x, w, resp.Body)
+		results <- sendResult{src != nil, n, err}
+	}))
+	defer gw.Close()
+	resp, err := http.Get(gw.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	res := <-results
+	if !res.spliced || res.err == nil || errors.Is(res.err, errClientWrite) {
+		t.Fatalf("sendBody: %+v (client's fault: %v), want an upstream error", res, errors.Is(res.err, errClientWrite))
 	}
 }
