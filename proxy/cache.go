@@ -73,6 +73,13 @@ func (h *Handler) PurgeCache(siteName, key string, prefix bool) (int, error) {
 		if s.cache == nil {
 			return 0, nil
 		}
+		if s.pathBucket != "" {
+			// A path-style client's path starts with the bucket, as
+			// objectKey reads it.
+			if rest, ok := strings.CutPrefix(key, s.pathBucket); ok && (rest == "" || rest[0] == '/') {
+				key = strings.TrimPrefix(rest, "/")
+			}
+		}
 		if prefix {
 			return s.cache.PurgePrefix(s.name, s.prefix+key), nil
 		}

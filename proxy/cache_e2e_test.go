@@ -435,3 +435,38 @@ func TestCacheFillOutlivesItsClient(t *testing.T) {
 		t.Fatalf("%d OSS GETs", n)
 	}
 }
+
+// On a path_style site the purge's key may start with the bucket, as the
+// client's path does; a site prefix is added as for requests.
+func TestCachePurgePathStyleAndPrefix(t *testing.T) {
+	e := newEnv(t, envOpts{
+		top: fmt.Sprintf("[cache]\npath = %q\nmax_size = \"64MiB\"\nmemory = \"1MiB\"\nmax_object_size = \"8MiB\"\n", t.TempDir()),
+		sites: `
+[[site]]
+name = "ps"
+domains = ["ps.test"]
+bucket = "prv-bucket"
+region = "cn-hangzhou"
+endpoint = "http://EMU"
+access = "private"
+prefix = "jail/"
+path_style = true
+tls = "off"
+[site.cache]
+enabled = true
+ttl = "1m"
+`,
+	})
+	for _, target := range []string{"/prv-bucket/in.txt", "/in.txt"} {
+		getCached(t, e, "ps.test", target, nil, 200, "MISS", "inside")
+		getCached(t, e, "ps.test", target, nil, 200, "HIT", "inside")
+		key := strings.TrimPrefix(target, "/")
+		if n, err := e.h.PurgeCache("ps", key, false); n != 1 || err != nil {
+			t.Fatalf("PurgeCache(%q): %d %v", key, n, err)
+		}
+	}
+	getCached(t, e, "ps.test", "/in.txt", nil, 200, "MISS", "inside")
+	if n, err := e.h.PurgeCache("ps", "", true); n != 1 || err != nil {
+		t.Fatalf("PurgeCache of the whole site: %d %v", n, err)
+	}
+}
