@@ -274,8 +274,13 @@ func (h *Handler) cacheFetch(r *http.Request, fx *exchange, c *cache.Cache, k ca
 			done()
 			return cache.Meta{}, nil, false, &fillError{oerr: errBadGateway, err: fmt.Errorf("%w: %s", errUpstream5xx, resp.Status)}
 		}
-		if resp.StatusCode == http.StatusNotModified && etag != "" {
+		switch {
+		case resp.StatusCode == http.StatusNotModified && etag != "":
 			_ = c.Touch(k, time.Now())
+		case resp.StatusCode == http.StatusNotFound && etag != "":
+			// Deleted behind the gateway's back: the stored copy
+			// must not come back as a stale answer.
+			c.PurgeObject(k.Site, k.Object)
 		}
 		lm, _ := http.ParseTime(resp.Header.Get("Last-Modified"))
 		meta := cache.Meta{

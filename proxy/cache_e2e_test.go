@@ -53,6 +53,16 @@ deny = ["https://evil.example.com/*"]
 enabled = true
 ttl = "%s"
 stale_if_error = "%s"
+
+[[site]]
+name = "nocache"
+domains = ["nocache.test"]
+bucket = "prv-bucket"
+region = "cn-hangzhou"
+endpoint = "http://EMU"
+access = "private"
+tls = "off"
+methods = ["GET", "HEAD", "PUT", "DELETE"]
 `
 
 func newCacheEnv(t *testing.T, ttl, stale string) *env {
@@ -73,6 +83,26 @@ func (e *env) ossGets(key string) int {
 		}
 	}
 	return n
+}
+
+// waitHit polls until target is a HIT with body: for fills whose client
+// left before their end, which are stored in the background.
+func waitHit(t *testing.T, e *env, host, target, body string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		resp := e.do("GET", host, target, nil, nil)
+		if got := readBody(t, resp); got != body {
+			t.Fatalf("GET %s%s: body %q, want %q", host, target, got, body)
+		}
+		if resp.Header.Get("X-Cache") == "HIT" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s%s: never a HIT", host, target)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func getCached(t *testing.T, e *env, host, target string, hdr http.Header, wantStatus int, wantXCache, wantBody string) *http.Response {
@@ -331,7 +361,8 @@ func TestCacheMissWithRangeAndConditional(t *testing.T) {
 			t.Fatalf("fill sent %s: %q", k, v)
 		}
 	}
-	getCached(t, e, "cpub.test", "/hello.txt", nil, 200, "HIT", "hello public")
+	// The 206's client left before the end; the fill goes on to store it.
+	waitHit(t, e, "cpub.test", "/hello.txt", "hello public")
 
 	e.emu.PutObject(pubBucket, "other.txt", []byte("other"), nil)
 	getCached(t, e, "cpub.test", "/other.txt", http.Header{"If-None-Match": {`"nope"`}}, 200, "MISS", "other")
@@ -340,20 +371,7 @@ func TestCacheMissWithRangeAndConditional(t *testing.T) {
 	readBody(t, first)
 	getCached(t, e, "cpub.test", "/third.txt", http.Header{"If-None-Match": {first.Header.Get("ETag")}}, 304, "MISS", "")
 	// The 304's client read no body; the fill stores it on its own time.
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		resp := e.do("GET", "cpub.test", "/third.txt", nil, nil)
-		if body := readBody(t, resp); body != "third" {
-			t.Fatalf("body %q", body)
-		}
-		if resp.Header.Get("X-Cache") == "HIT" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the 304's fill was never stored")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitHit(t, e, "cpub.test", "/third.txt", "third")
 }
 
 // Responses OSS marks private or no-store are passed on, never stored;
@@ -468,5 +486,28 @@ ttl = "1m"
 	getCached(t, e, "ps.test", "/in.txt", nil, 200, "MISS", "inside")
 	if n, err := e.h.PurgeCache("ps", "", true); n != 1 || err != nil {
 		t.Fatalf("PurgeCache of the whole site: %d %v", n, err)
+	}
+}
+
+// An object deleted behind the gateway's back is dropped when its
+// revalidation gets a 404, so a later OSS failure cannot bring it back
+// as STALE.
+func TestCacheRevalidation404Drops(t *testing.T) {
+	e := newCacheEnv(t, "200ms", "1m")
+	getCached(t, e, "cprv.test", "/secret.txt", nil, 200, "MISS", "hello private")
+	resp := e.do("DELETE", "nocache.test", "/secret.txt", nil, nil)
+	if readBody(t, resp); resp.StatusCode != 204 {
+		t.Fatalf("DELETE: %d", resp.StatusCode)
+	}
+	time.Sleep(250 * time.Millisecond)
+	resp = e.do("GET", "cprv.test", "/secret.txt", nil, nil)
+	if readBody(t, resp); resp.StatusCode != 404 {
+		t.Fatalf("revalidation of a deleted object: %d", resp.StatusCode)
+	}
+	remove := e.emu.AddFault(ossemu.Fault{Key: "secret.txt", Status: 503})
+	defer remove()
+	resp = e.do("GET", "cprv.test", "/secret.txt", nil, nil)
+	if body := readBody(t, resp); resp.StatusCode != 503 || resp.Header.Get("X-Cache") == "STALE" {
+		t.Fatalf("after the 404: %d X-Cache %q %q", resp.StatusCode, resp.Header.Get("X-Cache"), body)
 	}
 }
