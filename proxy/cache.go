@@ -160,9 +160,10 @@ func (e *fillError) Error() string {
 	return e.oerr.code
 }
 
-// upstreamFailure is a fill's outcome that a stale copy may answer: no
-// connection, a timeout or a 5xx from OSS. Only the waiters that hold a
-// copy see a 5xx as one; the fetch of a key with no copy passes OSS's 5xx on.
+// errUpstream5xx marks a 5xx from OSS as a fill's failure, which a stale
+// copy may answer like no connection or a timeout. Only a revalidating
+// fetch (whose request held a copy) makes one; the fetch of a key with no
+// copy passes OSS's 5xx on.
 var errUpstream5xx = errors.New("OSS answered 5xx")
 
 // serveCached answers a GET or HEAD of a cache-enabled site, after admit.
@@ -214,7 +215,13 @@ func (h *Handler) serveCached(w http.ResponseWriter, r *http.Request, x *exchang
 				// request has none left: OSS's answer again, uncached.
 				return h.forward(w, r, x)
 			}
-			h.refuse(w, r, x, fe.oerr)
+			oerr := fe.oerr
+			if oerr == errClientGone {
+				// The fill's own context ended (Cache.Close at
+				// shutdown); this client is still here.
+				oerr = errBadGateway
+			}
+			h.refuse(w, r, x, oerr)
 			return false
 		}
 		x.err = err
