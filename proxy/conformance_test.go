@@ -36,7 +36,7 @@ type confOutcome struct {
 	Length  int64  // resp.ContentLength
 	Hdr     string // the headers the case names, "Name=v1,v2;..."
 	Body    string // body bytes read (a long body as its length)
-	BodyErr string // how reading the body ended: "" (EOF), "cut", "timeout", "error"
+	BodyErr string // how reading the body ended: "" (EOF), "cut", "timeout", "cancelled", "error", "stuck"
 	Second  string // the second request: "200 clean/second" or its error class
 	Reused  bool   // the second request was written on the first request's connection
 	Sent    int    // times the second request reached the server
@@ -462,6 +462,18 @@ func confCases() []confCase {
 			want: served(confOutcome{Status: 200, Length: 10, Body: "0123456789", Reused: true}),
 		},
 		{
+			name: "body stalls, then the caller gives up",
+			script: func(c *scriptConn) {
+				if c.ReadRequest() != nil {
+					_ = c.Write("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789")
+					c.Wait(20 * time.Second)
+					c.Close()
+				}
+			},
+			ctxTimeout: 500 * time.Millisecond,
+			want:       served(confOutcome{Status: 200, Length: 100000, Body: "0123456789", BodyErr: "cancelled"}),
+		},
+		{
 			name:   "duplicate differing Content-Length",
 			script: write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nhello"),
 			want:   served(confOutcome{Err: "error"}),
@@ -647,9 +659,13 @@ func runConf(t *testing.T, tc confCase, mode string, secure bool, pause time.Dur
 			}
 		}
 		o.Hdr = strings.Join(hdr, ";")
+		start := time.Now()
 		b, err := readBody(resp.Body)
 		resp.Body.Close()
 		o.Body, o.BodyErr = string(b), errClass(ctx, err)
+		if time.Since(start) > 5*time.Second+ct {
+			o.BodyErr = "stuck" // no case's body takes this long, nor outlives its context
+		}
 		if len(b) > 64 {
 			o.Body = fmt.Sprintf("<%d bytes>", len(b))
 		}

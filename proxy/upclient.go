@@ -24,9 +24,12 @@ import (
 // written and its response read on the calling goroutine (no per-connection
 // read and write loops, no channels), so a small object costs one write and
 // one read on the OSS connection and no goroutine handoffs. Connections are
-// kept per host in a LIFO idle list; a response body returns its connection
-// to the list when read to the end, and closes it otherwise (a multi-GiB
-// body is never drained).
+// kept per connKey in a LIFO idle list; a response body returns its
+// connection to the list when read to the end with nothing after it, and
+// closes it otherwise (a multi-GiB body is never drained). An idle
+// connection is checked before reuse (one non-blocking read) and closed by
+// the reaper once idle for idleTimeout. Where it departs from net/http it is
+// stricter, never more lenient: see conformance_test.go.
 type upstreamClient struct {
 	dialer           net.Dialer
 	tlsConfig        *tls.Config
@@ -328,7 +331,14 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 	}
 	inMemory := resp.ContentLength >= 0 && len(resp.TransferEncoding) == 0 && int64(conn.br.Buffered()) >= resp.ContentLength
 	if resp.Body != http.NoBody && !inMemory {
-		conn.setReadDeadline(time.Time{}) // the body is read off the connection: no deadline
+		// The body is read off the connection: no deadline, and the
+		// client leaving must end a read OSS holds up, as it does the
+		// wait for headers. (A body that came with its headers cannot be
+		// held up: it costs no watch.)
+		conn.setReadDeadline(time.Time{})
+		if stop == nil {
+			stop = conn.watch(ctx)
+		}
 	}
 	keep := !resp.Close && !req.Close
 	if resp.Body == http.NoBody { // HEAD, 204, 304: the exchange is over
