@@ -80,6 +80,12 @@ type upConn struct {
 	bw     *bufio.Writer
 	idleAt time.Time
 	reused bool
+	// headFirst says the current request's head was flushed before any of
+	// its body was read (see exchange).
+	headFirst bool
+	// longIdle says the connection was idle for headFirstAfter or more
+	// before this reuse.
+	longIdle bool
 	// readDeadline is the read deadline set on nc. The one left after
 	// headers whose body came with them is kept: the next exchange either
 	// reuses it or replaces it before reading.
@@ -220,11 +226,21 @@ func (conn *upConn) retryable(req *http.Request, hasBody bool) bool {
 	if !conn.reused {
 		return false // a new connection failing is OSS's answer
 	}
-	if conn.written == 0 {
-		return true // writeRequest reads no body before the head is taken
+	if conn.written == 0 && (!hasBody || conn.headFirst) {
+		return true // nothing taken, and any body still whole
 	}
 	return !hasBody && replayable(req)
 }
+
+// headFirstAfter is how long a connection must have been idle for an
+// upload on it to send its head alone before reading any of its body. The
+// idle check before reuse catches a connection OSS closed while idle; the
+// head sent first covers one that dies between that check and the first
+// write: such a write fails with nothing taken and the body unread, so the
+// upload goes again, whole, on a new connection (net/http would fail it).
+// Closes come after long idleness; a connection in steady use sends head
+// and body together, one write (and packet) fewer.
+const headFirstAfter = time.Second
 
 // replayable is net/http's rule for requests it sends again after a reused
 // connection failed without an answer.
@@ -254,10 +270,8 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 		stop = conn.watch(ctx) // an upload can wait on OSS for as long as the client sends
 	}
 	conn.written = 0
-	// On a reused connection the head goes out before any body byte is
-	// read: if OSS had closed it, nothing was taken and the body is whole
-	// for a new connection.
-	if err := writeRequest(conn.bw, req, conn.reused && hasBody); err != nil {
+	conn.headFirst = hasBody && conn.reused && conn.longIdle
+	if err := writeRequest(conn.bw, req, conn.headFirst); err != nil {
 		var cbe *clientBodyError
 		if errors.As(err, &cbe) {
 			// The client's body broke: close before the framing is
@@ -554,8 +568,8 @@ func (c *upstreamClient) getConn(ctx context.Context, key connKey) (*upConn, err
 		c.mu.Unlock()
 		// Idle too long, OSS may be closing it right now; anything that
 		// arrived while idle (EOF, a reset, stray bytes) means it is done.
-		if now.Sub(conn.idleAt) < c.idleTimeout && conn.quiet(now) {
-			conn.reused = true
+		if idle := now.Sub(conn.idleAt); idle < c.idleTimeout && conn.quiet(now) {
+			conn.reused, conn.longIdle = true, idle >= headFirstAfter
 			return conn, nil
 		}
 		conn.nc.Close()

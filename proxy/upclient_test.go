@@ -432,7 +432,8 @@ func TestUpstreamClientTLSLeftoverAfterExactRead(t *testing.T) {
 }
 
 // pipeConn puts a net.Pipe end into c's idle pool for u, as a connection
-// an earlier exchange left there; the other end goes to the caller.
+// an earlier exchange left there a while ago; the other end goes to the
+// caller.
 func pipeConn(t testing.TB, c *upstreamClient, u string) net.Conn {
 	t.Helper()
 	pu, err := url.Parse(u)
@@ -444,6 +445,9 @@ func pipeConn(t testing.TB, c *upstreamClient, u string) net.Conn {
 	conn.br = bufio.NewReaderSize(conn, 8<<10)
 	conn.bw = bufio.NewWriterSize(conn, 8<<10)
 	c.putConn(conn)
+	c.mu.Lock()
+	conn.idleAt = conn.idleAt.Add(-headFirstAfter) // idle long enough for an upload's head to go first
+	c.mu.Unlock()
 	t.Cleanup(func() { mine.Close(); theirs.Close() })
 	return theirs
 }
