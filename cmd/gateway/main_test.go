@@ -217,7 +217,9 @@ func TestBinaryServesSignedRequestsAndStopsCleanly(t *testing.T) {
 		t.Fatal("secret leaked into metrics or logs")
 	}
 
-	// The access log is one JSON line per request on stdout.
+	// The access log is one JSON line per request on stdout; it follows the
+	// answer and reaches the test through a pipe.
+	waitFor(t, func() bool { return strings.HasSuffix(p.stdout.String(), "\n") })
 	var line map[string]any
 	if err := json.Unmarshal([]byte(strings.TrimSpace(p.stdout.String())), &line); err != nil {
 		t.Fatalf("access log %q: %v", p.stdout.String(), err)
