@@ -40,6 +40,7 @@ import (
 	"github.com/oss-gateway/gateway/config"
 	"github.com/oss-gateway/gateway/ossclient"
 	"github.com/oss-gateway/gateway/proxy"
+	proxyupstream "github.com/oss-gateway/gateway/proxy/upstream"
 	gwtls "github.com/oss-gateway/gateway/tls"
 )
 
@@ -473,7 +474,7 @@ type upstream struct {
 // upstreamFor returns the upstream of endpoint (a keyword or a URL) for s,
 // addressed exactly as the proxy addresses it.
 func upstreamFor(s *config.Site, endpoint string) (upstream, error) {
-	a, err := proxy.ResolveEndpoint(s, endpoint)
+	a, err := proxyupstream.Resolve(s, endpoint)
 	if err != nil {
 		return upstream{}, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss/credentials"
 
 	"github.com/oss-gateway/gateway/config"
+	"github.com/oss-gateway/gateway/proxy/upstream"
 )
 
 // Target names a bucket and how to reach it, in the vocabulary of a site's
@@ -57,15 +58,15 @@ func New(t Target, p credentials.CredentialsProvider, o Options) (*oss.Client, e
 		WithRegion(t.Region).
 		WithSignatureVersion(oss.SignatureVersionV4).
 		WithConnectTimeout(o.DialTimeout)
-	switch t.Endpoint {
-	case "", "public":
-	case "internal":
-		cfg = cfg.WithUseInternalEndpoint(true)
-	case "accelerate":
-		cfg = cfg.WithUseAccelerateEndpoint(true)
-	case "dualstack":
-		cfg = cfg.WithUseDualStackEndpoint(true)
-	default:
+	if host, ok := upstream.ServiceHost(t.Endpoint, t.Region); ok {
+		// The proxy's own keyword table: the SDK adds the bucket to the
+		// host, as the proxy does.
+		scheme := t.Scheme
+		if scheme == "" {
+			scheme = "https"
+		}
+		cfg = cfg.WithEndpoint(scheme + "://" + host)
+	} else {
 		u, err := url.Parse(t.Endpoint)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("endpoint %q: not a keyword or an http(s) URL", t.Endpoint)

@@ -14,6 +14,7 @@ import (
 	"github.com/oss-gateway/gateway/config"
 	"github.com/oss-gateway/gateway/ossclient"
 	"github.com/oss-gateway/gateway/ossemu"
+	"github.com/oss-gateway/gateway/proxy/upstream"
 )
 
 // TestURLEndpointRoundTrip builds a client for a site whose endpoint is a
@@ -109,6 +110,33 @@ func TestNewRefusesBadTargets(t *testing.T) {
 	for _, kw := range []string{"", "public", "internal", "accelerate", "dualstack", "https://oss-cn-hangzhou.aliyuncs.com"} {
 		if _, err := ossclient.New(ossclient.Target{Bucket: "b-1", Region: "cn-hangzhou", Endpoint: kw}, p, ossclient.Options{}); err != nil {
 			t.Errorf("endpoint %q: %v", kw, err)
+		}
+	}
+}
+
+// TestKeywordEndpointsMatchTheProxy proves a control-plane client reaches
+// a bucket at the host the proxy sends its requests to, for every endpoint
+// keyword and scheme: the two read one keyword table. A presigned URL shows
+// the SDK's address without a request leaving the machine.
+func TestKeywordEndpointsMatchTheProxy(t *testing.T) {
+	for _, kw := range []string{"public", "internal", "accelerate", "dualstack"} {
+		for _, scheme := range []string{"https", "http"} {
+			site := config.Site{Bucket: "bkt", Region: "cn-shanghai", Endpoint: kw, UpstreamScheme: scheme}
+			want, err := upstream.Resolve(&site, kw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := ossclient.New(ossclient.ForSite(&site), credentials.NewStaticCredentialsProvider("ak", "sk"), ossclient.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.Presign(context.Background(), &oss.GetObjectRequest{Bucket: oss.Ptr("bkt"), Key: oss.Ptr("k")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(res.URL, want.Scheme+"://"+want.Addr+"/k?") {
+				t.Errorf("%s over %s: SDK URL %s, proxy dials %s://%s", kw, scheme, res.URL, want.Scheme, want.Addr)
+			}
 		}
 	}
 }

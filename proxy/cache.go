@@ -15,6 +15,7 @@ import (
 
 	"github.com/oss-gateway/gateway/cache"
 	"github.com/oss-gateway/gateway/config"
+	"github.com/oss-gateway/gateway/proxy/upstream"
 )
 
 // X-Cache values and gateway_cache_requests_total result labels.
@@ -271,7 +272,7 @@ func (h *Handler) cacheFetch(r *http.Request, fx *exchange, c *cache.Cache, k ca
 		if etag != "" {
 			r2.Header["If-None-Match"] = []string{etag}
 		}
-		resp, oerr := h.fetch(r2, fx, http.MethodGet, fx.key, false)
+		resp, oerr := h.fetch(r2, fx, ask{method: http.MethodGet, key: fx.key})
 		if oerr != nil {
 			done()
 			return cache.Meta{}, nil, false, &fillError{oerr: oerr, err: fx.err}
@@ -375,11 +376,11 @@ func (h *Handler) serveFill(w http.ResponseWriter, r *http.Request, x *exchange,
 	if status == http.StatusPartialContent {
 		src = io.LimitReader(fl, n)
 	}
-	nw, err := copyBody(h.clientWriter(r, x, w), src)
+	nw, err := upstream.Copy(h.clientWriter(r, x, w), src)
 	x.bytesOut = nw
 	if err != nil {
 		x.err = err
-		return !errors.Is(err, errClientWrite) && r.Context().Err() == nil
+		return !errors.Is(err, upstream.ErrClientWrite) && r.Context().Err() == nil
 	}
 	return false
 }

@@ -1,15 +1,19 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
+	"syscall"
 	"time"
 
 	"github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss/credentials"
+
+	"github.com/oss-gateway/gateway/proxy/upstream"
 )
 
 // dropRequestHeader reports whether a client header must not reach OSS.
@@ -36,7 +40,7 @@ func dropRequestHeader(k string, private bool) bool {
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request, x *exchange) (aborted bool) {
 	s := x.site
 	s.retry.budget.request(x.start)
-	resp, oerr := h.fetch(r, x, r.Method, x.key, true)
+	resp, oerr := h.fetch(r, x, ask{method: r.Method, key: x.key, withBody: true})
 	if oerr != nil {
 		h.refuse(w, r, x, oerr)
 		return false
@@ -73,15 +77,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, x *exchange) (
 	if r.Method == http.MethodHead {
 		return false
 	}
-	var dst io.Writer = w
-	if d := x.st.progressTimeout; d > 0 {
-		dst = &progressWriter{w: w, rc: http.NewResponseController(w), d: d}
-	}
-	if s.egressBytesPerSec > 0 {
-		dst = newEgressWriter(r.Context(), dst, s.egressBytesPerSec)
-	}
+	dst := h.clientWriter(r, x, w)
 	n, err := h.sendBody(r, x, dst, resp.Body)
-	if err != nil && !errors.Is(err, errClientWrite) && r.Context().Err() == nil {
+	if err != nil && !errors.Is(err, upstream.ErrClientWrite) && r.Context().Err() == nil {
 		if sp, ok := resumable(r.Method, resp); ok {
 			var more int64
 			more, err = h.resume(r, x, dst, sp, n)
@@ -91,79 +89,112 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, x *exchange) (
 	x.bytesOut = n
 	if err != nil {
 		x.err = err
-		return !errors.Is(err, errClientWrite)
+		return !errors.Is(err, upstream.ErrClientWrite)
 	}
 	return false
 }
 
-// roundTrip sends one request for key to OSS, signed when the site is
-// private, and returns OSS's response with its headers read. withBody says
-// whether the client's body goes along (only the client's own request has
-// one; website follow-ups do not). Errors come back as the gateway's own.
-func (h *Handler) roundTrip(r *http.Request, x *exchange, up *upstream, method, key string, withBody bool) (*http.Response, *ossError) {
+// sendBody streams an OSS body to the client through dst. On a plain-TCP
+// HTTP/1.1 client connection with no egress limit, the body may bypass dst
+// and go socket to socket (upstream.Stream decides), each chunk with the
+// connection's progress deadline.
+func (h *Handler) sendBody(r *http.Request, x *exchange, dst io.Writer, body io.Reader) (int64, error) {
+	sink := upstream.Sink{W: dst}
+	if rf, ok := x.w.(io.ReaderFrom); ok && r.TLS == nil && r.ProtoMajor == 1 && x.site.egressBytesPerSec == 0 {
+		sink.Direct = rf
+		if d := x.st.progressTimeout; d > 0 {
+			rc := http.NewResponseController(x.w)
+			sink.BeforeChunk = func() { _ = rc.SetWriteDeadline(time.Now().Add(d)) }
+		}
+	}
+	return upstream.Stream(sink, body)
+}
+
+// ask is what one request to OSS is for, beyond what the client sent: the
+// method and key (a website follow-up asks for another key than the
+// client's), whether the client's body goes along (only the client's own
+// request has one), and for a resume the range to continue from, pinned to
+// the object's ETag. outgoing turns it into the request.
+type ask struct {
+	method, key string
+	withBody    bool
+	// resumeRange and ifMatch, when set, make the request the
+	// continuation of a broken body.
+	resumeRange, ifMatch string
+}
+
+// roundTrip sends one request to up, signed when the site is private, and
+// returns OSS's response with its headers read, or the gateway's own error
+// and, when a retry may cure the failure, its reason (see upstreamFailure).
+func (h *Handler) roundTrip(r *http.Request, x *exchange, up *endpoint, a ask) (*http.Response, *ossError, string) {
 	s := x.site
-	out := h.outgoing(r, s, up, x, method, key, withBody)
+	out := h.outgoing(r, x, up, a)
 	var cred credentials.Credentials
 	if s.private {
 		var err error
 		cred, err = resolveCredentials(r.Context(), h.credentials())
 		if err == nil {
-			err = s.signatures.sign(r.Context(), out, s.bucket, key, s.region, &cred, time.Now())
+			err = s.signatures.sign(r.Context(), out, s.bucket, a.key, s.region, &cred, time.Now())
 		}
 		if err != nil {
 			x.err = err
-			return nil, errNoCredentials
+			return nil, errNoCredentials, ""
 		}
 	}
 	t0 := time.Now()
-	resp, err := x.st.transport.RoundTrip(out)
+	resp, err := x.st.oss.Do(out)
 	x.upstreamWait = time.Since(t0)
-	if err == nil || x.upload == nil || x.upload.failed.Load() == nil {
-		s.metrics.upstreamDuration(up.label).Observe(x.upstreamWait.Seconds())
-	}
-	if err != nil && x.upload != nil {
-		if e := x.upload.failed.Load(); e != nil {
-			// The client's body broke: a client error, not OSS's.
-			x.err = err
-			return nil, e
-		}
-	}
 	if err != nil {
-		s.metrics.upstream(up.label, 0).Inc()
 		x.err = err
-		switch {
-		case r.Context().Err() != nil:
-			return nil, errClientGone
-		case isTimeout(err):
-			return nil, errGatewayTimeout
-		default:
-			return nil, errBadGateway
+		oerr, reason := upstreamFailure(r.Context(), err, x.upload)
+		if x.upload == nil || x.upload.failed.Load() == nil {
+			// Not the client's broken upload: it counts against OSS.
+			s.metrics.upstreamDuration(up.label).Observe(x.upstreamWait.Seconds())
+			s.metrics.upstream(up.label, 0).Inc()
 		}
+		return nil, oerr, reason
 	}
+	s.metrics.upstreamDuration(up.label).Observe(x.upstreamWait.Seconds())
 	s.metrics.upstream(up.label, resp.StatusCode).Inc()
 	up.health.answered(t0)
 	x.err = nil // a failure a retry cured is in the retry metrics, not an error
 	x.upstreamID = resp.Header.Get("X-Oss-Request-Id")
-	if d := x.st.upstreamStall; d > 0 && resp.Body != http.NoBody && !inMemory(resp.Body) {
-		resp.Body = newStallGuard(resp.Body, d)
-	}
 	if s.private && scrubbable(resp.StatusCode) {
 		scrubError(resp, r.Host, cred.AccessKeyID, cred.SecurityToken)
 	}
-	return resp, nil
+	return resp, nil, ""
 }
 
-// inMemory reports a body that arrived whole with its headers, which no
-// stall can hold up.
-func inMemory(body io.ReadCloser) bool {
-	b, ok := body.(*upBody)
-	return ok && b.inMemory
+// upstreamFailure is the one place a failed exchange with OSS becomes what
+// the layers above need: the answer the client gets (400/408 when the
+// client's own upload broke, nothing when the client left, 504 when OSS
+// was too slow, 502 otherwise) and the retry reason, empty when no retry
+// can help: "timeout", "dial" or "reset" (also the
+// gateway_upstream_retries_total label). The error itself is the log cause.
+func upstreamFailure(ctx context.Context, err error, upload *uploadBody) (*ossError, string) {
+	if upload != nil {
+		if e := upload.failed.Load(); e != nil {
+			return e, "" // the client's body broke: a client error, not OSS's
+		}
+	}
+	var op *net.OpError
+	switch {
+	case ctx.Err() != nil:
+		return errClientGone, ""
+	case upstream.IsTimeout(err):
+		return errGatewayTimeout, "timeout"
+	case errors.As(err, &op) && op.Op == "dial", errors.Is(err, syscall.ECONNREFUSED):
+		return errBadGateway, "dial"
+	}
+	return errBadGateway, "reset"
 }
 
-// outgoing builds the request to OSS: addressed to up, carrying the client's
-// end-to-end headers (and body, when withBody), with the query a site of this
-// access type may forward.
-func (h *Handler) outgoing(r *http.Request, s *site, up *upstream, x *exchange, method, key string, withBody bool) *http.Request {
+// outgoing builds the request to OSS, in one place: addressed to up,
+// carrying the client's end-to-end headers (and body, when a.withBody),
+// with the query and x-oss-* headers a site of this access type may
+// forward, and a resume's range.
+func (h *Handler) outgoing(r *http.Request, x *exchange, up *endpoint, a ask) *http.Request {
+	s := x.site
 	query := x.query
 	hdr := make(http.Header, len(r.Header)+6)
 	conn := connectionListed(r.Header["Connection"])
@@ -187,32 +218,32 @@ func (h *Handler) outgoing(r *http.Request, s *site, up *upstream, x *exchange, 
 		}
 	}
 	hdr["X-Forwarded-For"] = []string{forwardedFor(r, x.st.trusted)}
-	if x.resumeRange != "" {
+	if a.resumeRange != "" {
 		for _, k := range []string{"If-Range", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"} {
 			delete(hdr, k)
 		}
-		hdr["Range"] = []string{x.resumeRange}
-		hdr["If-Match"] = []string{x.resumeETag}
+		hdr["Range"] = []string{a.resumeRange}
+		hdr["If-Match"] = []string{a.ifMatch}
 	}
 	if _, ok := hdr["User-Agent"]; !ok {
 		hdr["User-Agent"] = []string{""} // no Go default in OSS logs
 	}
 
 	out := (&http.Request{
-		Method: method,
+		Method: a.method,
 		URL: &url.URL{
-			Scheme:   up.scheme,
-			Host:     up.addr,
-			Opaque:   escapeKeyPath(key),
+			Scheme:   up.Scheme,
+			Host:     up.Addr,
+			Opaque:   escapeKeyPath(a.key),
 			RawQuery: query,
 		},
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
 		Header:     hdr,
-		Host:       up.host,
+		Host:       up.Host,
 	}).WithContext(r.Context()) // the client leaving ends the exchange
-	if withBody && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+	if a.withBody && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
 		ub := &uploadBody{r: r.Body, n: &x.bytesIn}
 		if d := x.st.uploadStall; d > 0 {
 			ub.rc, ub.d = http.NewResponseController(x.w), d
@@ -253,7 +284,7 @@ func connectionListed(conn []string) []string {
 		for v != "" {
 			var f string
 			f, v, _ = strings.Cut(v, ",")
-			if f = trimOWS(f); f != "" && !asciiEqualFold(f, "keep-alive") && !asciiEqualFold(f, "close") {
+			if f = strings.TrimSpace(f); f != "" && !strings.EqualFold(f, "keep-alive") && !strings.EqualFold(f, "close") {
 				return conn
 			}
 		}
@@ -295,39 +326,4 @@ func isHop(k string) bool {
 		return true
 	}
 	return false
-}
-
-// errClientWrite marks a copy that stopped because the client went away, as
-// opposed to OSS breaking the body.
-var errClientWrite = errors.New("client write failed")
-
-// copyBufSize is large enough that a multi-GiB download costs few syscalls
-// and small enough that thousands of concurrent downloads stay in budget.
-const copyBufSize = 64 << 10
-
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
-
-// copyBody streams src to w through a pooled buffer. It never holds more than
-// one buffer of the body, whatever its size.
-func copyBody(w io.Writer, src io.Reader) (int64, error) {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := *bp
-	var n int64
-	for {
-		nr, rerr := src.Read(buf)
-		if nr > 0 {
-			nw, werr := w.Write(buf[:nr])
-			n += int64(nw)
-			if werr != nil {
-				return n, errors.Join(errClientWrite, werr)
-			}
-		}
-		if rerr == io.EOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, rerr
-		}
-	}
 }

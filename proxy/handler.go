@@ -22,6 +22,7 @@ import (
 	"github.com/oss-gateway/gateway/cache"
 	"github.com/oss-gateway/gateway/config"
 	"github.com/oss-gateway/gateway/internal/framing"
+	"github.com/oss-gateway/gateway/proxy/upstream"
 )
 
 // Options are the long-lived collaborators of a Handler; they outlive config
@@ -72,8 +73,6 @@ type state struct {
 	// progressTimeout bounds each read and write on a client connection
 	// (idle_timeout; none when write_timeout bounds the whole response).
 	progressTimeout time.Duration
-	// upstreamStall bounds silence in an OSS body mid-stream.
-	upstreamStall time.Duration
 	// uploadStall bounds silence in a client's request body
 	// (read_header_timeout).
 	uploadStall time.Duration
@@ -83,9 +82,11 @@ type state struct {
 	accessLog bool
 
 	// transport carries this config's requests to OSS; transportOpts
-	// are the settings it was built with (zero when injected).
+	// are the settings it was built with (zero when injected). oss is the
+	// transport step every request to OSS takes, over transport.
 	transport     http.RoundTripper
-	transportOpts TransportOptions
+	transportOpts upstream.Options
+	oss           *upstream.Client
 }
 
 // New builds a Handler serving cfg.
@@ -143,11 +144,11 @@ func (h *Handler) Load(cfg *config.Config) error {
 // transportFor returns the transport cfg's requests go through: the
 // injected one, the running one when its settings are unchanged, or a new
 // one.
-func (h *Handler) transportFor(cfg *config.Config) (http.RoundTripper, TransportOptions) {
+func (h *Handler) transportFor(cfg *config.Config) (http.RoundTripper, upstream.Options) {
 	if h.opts.Transport != nil {
-		return h.opts.Transport, TransportOptions{}
+		return h.opts.Transport, upstream.Options{}
 	}
-	o := TransportOptions{
+	o := upstream.Options{
 		Mode:          cfg.Server.UpstreamTransport,
 		DialTimeout:   cfg.Server.UpstreamDialTimeout.D(),
 		HeaderTimeout: cfg.Server.UpstreamHeaderTimeout.D(),
@@ -155,7 +156,7 @@ func (h *Handler) transportFor(cfg *config.Config) (http.RoundTripper, Transport
 	if cur := h.state.Load(); cur != nil && cur.transportOpts == o {
 		return cur.transport, o
 	}
-	return NewTransport(o), o
+	return upstream.New(o), o
 }
 
 // SetCredentials makes p sign every private-site request from now on (a
@@ -172,12 +173,12 @@ func (h *Handler) compile(cfg *config.Config) (*state, error) {
 		cfg:             cfg,
 		routes:          make(router),
 		trusted:         trustedSet(cfg.Server.TrustedProxyNets),
-		upstreamStall:   cfg.Server.UpstreamHeaderTimeout.D(),
 		uploadStall:     cfg.Server.ReadHeaderTimeout.D(),
 		accessLogSample: cfg.Log.AccessLogSample,
 		accessLog:       cfg.Log.AccessLog,
 	}
 	st.transport, st.transportOpts = h.transportFor(cfg)
+	st.oss = upstream.NewClient(st.transport, cfg.Server.UpstreamHeaderTimeout.D()) // the stall bound of a body mid-stream
 	if cfg.Server.WriteTimeout == 0 {
 		st.progressTimeout = cfg.Server.IdleTimeout.D()
 	}
@@ -249,10 +250,6 @@ type exchange struct {
 	err          error
 
 	w http.ResponseWriter // the client's, for deadlines on its connection
-
-	// resumeRange and resumeETag, when set, turn the next request to OSS
-	// into the continuation of a broken body.
-	resumeRange, resumeETag string
 
 	download     bool   // ?download asked for an attachment
 	downloadName string // file name it asked for, "" = the key's
@@ -542,7 +539,7 @@ func noBody(w http.ResponseWriter, r *http.Request, d time.Duration) *ossError {
 			return errBodyNotAllowed
 		case err == io.EOF:
 			return nil
-		case err != nil && isTimeout(err):
+		case err != nil && upstream.IsTimeout(err):
 			return errRequestTimeout
 		case err != nil:
 			return errIncompleteBody

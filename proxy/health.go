@@ -46,13 +46,13 @@ type healthTable struct {
 
 // get returns the entry for up, creating it; keep lists the keys the current
 // config uses so entries of endpoints no longer configured are dropped.
-func (t *healthTable) get(up *upstream) *upstreamHealth {
+func (t *healthTable) get(up *endpoint) *upstreamHealth {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {
 		t.m = map[string]*upstreamHealth{}
 	}
-	k := up.scheme + "://" + up.addr + "|" + up.host
+	k := up.Scheme + "://" + up.Addr + "|" + up.Host
 	u := t.m[k]
 	if u == nil {
 		u = &upstreamHealth{}
@@ -108,7 +108,7 @@ func (h *Handler) probeOnce(ctx context.Context, interval time.Duration) {
 	var wg sync.WaitGroup
 	seen := map[*upstreamHealth]bool{}
 	for _, s := range st.sites {
-		for _, up := range []*upstream{s.primary, s.fallback} {
+		for _, up := range []*endpoint{s.primary, s.fallback} {
 			if up == nil || seen[up.health] || up.health.since(now) < interval {
 				continue
 			}
@@ -123,18 +123,18 @@ func (h *Handler) probeOnce(ctx context.Context, interval time.Duration) {
 	wg.Wait()
 }
 
-func (h *Handler) probe(ctx context.Context, up *upstream, timeout time.Duration) {
+func (h *Handler) probe(ctx context.Context, up *endpoint, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, up.scheme+"://"+up.addr+"/", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, up.Scheme+"://"+up.Addr+"/", nil)
 	if err != nil {
 		return
 	}
-	req.Host = up.host
+	req.Host = up.Host
 	req.Header.Set("User-Agent", "oss-gateway-probe")
-	resp, err := h.state.Load().transport.RoundTrip(req)
+	resp, err := h.state.Load().oss.Do(req)
 	if err != nil {
-		h.opts.Logger.Debug("upstream probe failed", "upstream", up.addr, "error", err)
+		h.opts.Logger.Debug("upstream probe failed", "upstream", up.Addr, "error", err)
 		return
 	}
 	resp.Body.Close()
@@ -156,9 +156,9 @@ func (h *Handler) upstreamsReady(st *state) error {
 		}
 		if age > window {
 			if s.primary.health.lastAnswer.Load() == 0 && (s.fallback == nil || s.fallback.health.lastAnswer.Load() == 0) {
-				return fmt.Errorf("site %q: OSS at %s has not answered yet", s.name, s.primary.addr)
+				return fmt.Errorf("site %q: OSS at %s has not answered yet", s.name, s.primary.Addr)
 			}
-			return fmt.Errorf("site %q: OSS at %s has not answered for %s", s.name, s.primary.addr, age.Round(time.Second))
+			return fmt.Errorf("site %q: OSS at %s has not answered for %s", s.name, s.primary.Addr, age.Round(time.Second))
 		}
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/oss-gateway/gateway/proxy/upstream"
 )
 
 // errObjectChanged ends a resume: the object is no longer the one whose
@@ -81,10 +83,12 @@ func (h *Handler) resume(r *http.Request, x *exchange, dst io.Writer, sp resumeS
 		}
 		h.opts.Metrics.UpstreamRetries.WithLabelValues(x.site.name, "body_cut").Inc()
 		x.resumes++
-		x.resumeRange = "bytes=" + strconv.FormatInt(from, 10) + "-" + strconv.FormatInt(sp.end, 10)
-		x.resumeETag = sp.etag
-		resp, oerr := h.fetch(r, x, http.MethodGet, x.key, false)
-		x.resumeRange, x.resumeETag = "", ""
+		resp, oerr := h.fetch(r, x, ask{
+			method:      http.MethodGet,
+			key:         x.key,
+			resumeRange: "bytes=" + strconv.FormatInt(from, 10) + "-" + strconv.FormatInt(sp.end, 10),
+			ifMatch:     sp.etag,
+		})
 		if oerr != nil {
 			return added, errors.New("resume: " + oerr.message)
 		}
@@ -99,7 +103,7 @@ func (h *Handler) resume(r *http.Request, x *exchange, dst io.Writer, sp resumeS
 		if err == nil {
 			return added, nil
 		}
-		if errors.Is(err, errClientWrite) {
+		if errors.Is(err, upstream.ErrClientWrite) {
 			return added, err
 		}
 		if n == 0 {

@@ -1,12 +1,9 @@
 package proxy
 
 import (
-	"errors"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/oss-gateway/gateway/config"
@@ -109,33 +106,18 @@ func idempotent(method string) bool {
 	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
 }
 
-// failureReason classifies a transport error for retries and the
-// gateway_upstream_retries_total reason label.
-func failureReason(err error) string {
-	var op *net.OpError
-	switch {
-	case isTimeout(err):
-		return "timeout"
-	case errors.As(err, &op) && op.Op == "dial":
-		return "dial"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "dial"
-	}
-	return "reset"
-}
-
 // fetch asks OSS for key, retrying idempotent requests on the statuses and
 // failures [site.retry] names, with backoff, within the client's context and
 // the site's retry budget, and then once on fallback_endpoint. It returns
 // OSS's response (the last one when every attempt failed with a status) or
 // the gateway's own error.
-func (h *Handler) fetch(r *http.Request, x *exchange, method, key string, withBody bool) (*http.Response, *ossError) {
+func (h *Handler) fetch(r *http.Request, x *exchange, a ask) (*http.Response, *ossError) {
 	s := x.site
 	p := s.retry
-	retryable := idempotent(method) && (!withBody || r.ContentLength == 0)
+	retryable := idempotent(a.method) && (!a.withBody || r.ContentLength == 0)
 	up := s.primary
 	for n := 1; ; n++ {
-		resp, oerr, reason := h.attempt(r, x, up, method, key, withBody)
+		resp, oerr, reason := h.attempt(r, x, up, a)
 		if reason == "" || !retryable {
 			return resp, oerr
 		}
@@ -167,19 +149,15 @@ func (h *Handler) fetch(r *http.Request, x *exchange, method, key string, withBo
 }
 
 // attempt sends one request to up. reason is non-empty when the failure is
-// one a retry may cure: "status" (a status in on_status), "timeout",
-// "dial" or "reset".
-func (h *Handler) attempt(r *http.Request, x *exchange, up *upstream, method, key string, withBody bool) (*http.Response, *ossError, string) {
-	resp, oerr := h.roundTrip(r, x, up, method, key, withBody)
+// one a retry may cure: "status" (a status in on_status), "timeout" (only
+// when on_status has 504), "dial" or "reset".
+func (h *Handler) attempt(r *http.Request, x *exchange, up *endpoint, a ask) (*http.Response, *ossError, string) {
+	resp, oerr, reason := h.roundTrip(r, x, up, a)
 	switch {
-	case oerr == errBadGateway || oerr == errGatewayTimeout:
-		reason := failureReason(x.err)
-		if reason == "timeout" && !x.site.retry.onStatus[http.StatusGatewayTimeout] {
-			return nil, oerr, ""
-		}
-		return nil, oerr, reason
-	case oerr != nil:
+	case reason == "timeout" && !x.site.retry.onStatus[http.StatusGatewayTimeout]:
 		return nil, oerr, ""
+	case oerr != nil:
+		return nil, oerr, reason
 	case x.site.retry.onStatus[resp.StatusCode]:
 		return resp, nil, "status"
 	}

@@ -23,8 +23,8 @@ type site struct {
 	private     bool
 	methods     methodSet
 	allowHeader string
-	primary     *upstream
-	fallback    *upstream // nil when no fallback_endpoint
+	primary     *endpoint
+	fallback    *endpoint // nil when no fallback_endpoint
 	metrics     siteMetrics
 
 	allowIPs          trustedSet // limits.allow_ips; empty = everyone

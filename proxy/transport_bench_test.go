@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"testing"
+
+	"github.com/oss-gateway/gateway/proxy/upstream"
 )
 
 // BenchmarkTransport is a whole GET on loopback sockets, client to gateway
@@ -39,7 +41,7 @@ func BenchmarkTransport(b *testing.B) {
 
 	for _, mode := range []string{"native", "stdlib"} {
 		h := benchHandler(b, "public", `endpoint = "http://`+upAddr+`"`+"\n", Options{
-			Transport: NewTransport(TransportOptions{Mode: mode, DialTimeout: 5e9, HeaderTimeout: 30e9}),
+			Transport: upstream.New(upstream.Options{Mode: mode, DialTimeout: 5e9, HeaderTimeout: 30e9}),
 		})
 		gw := httptest.NewServer(h)
 		client := &http.Client{Transport: &http.Transport{

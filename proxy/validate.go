@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/oss-gateway/gateway/config"
+	"github.com/oss-gateway/gateway/proxy/upstream"
 )
 
 // Validate reports what New, and so `gateway run`, refuses in a config
@@ -50,11 +51,11 @@ func Validate(cfg *config.Config, getenv func(string) string) []config.Problem {
 				add(fmt.Sprintf("%s.methods[%d]", key, j), "method %q is not supported", m)
 			}
 		}
-		if _, err := ResolveEndpoint(s, s.Endpoint); err != nil {
+		if _, err := upstream.Resolve(s, s.Endpoint); err != nil {
 			add(key+".endpoint", "%v", err)
 		}
 		if s.FallbackEndpoint != "" {
-			if _, err := ResolveEndpoint(s, s.FallbackEndpoint); err != nil {
+			if _, err := upstream.Resolve(s, s.FallbackEndpoint); err != nil {
 				add(key+".fallback_endpoint", "%v", err)
 			}
 		}

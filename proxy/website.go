@@ -57,7 +57,7 @@ func (h *Handler) websiteNotFound(r *http.Request, x *exchange, notFound *http.R
 		dirIndex := x.key + "/" + w.Index
 		switch w.SubdirType {
 		case 0: // 302 to "dir/" when "dir/index" exists
-			head, err := h.fetch(r, x, http.MethodHead, dirIndex, false)
+			head, err := h.fetch(r, x, ask{method: http.MethodHead, key: dirIndex})
 			if err != nil {
 				notFound.Body.Close()
 				return nil, 0, "", err
@@ -68,7 +68,7 @@ func (h *Handler) websiteNotFound(r *http.Request, x *exchange, notFound *http.R
 				return nil, 0, escapeKeyPath(rel) + "/", nil
 			}
 		case 2: // serve "dir/index" in place
-			idx, err := h.fetch(r, x, r.Method, dirIndex, false)
+			idx, err := h.fetch(r, x, ask{method: r.Method, key: dirIndex})
 			if err != nil {
 				notFound.Body.Close()
 				return nil, 0, "", err
@@ -82,7 +82,7 @@ func (h *Handler) websiteNotFound(r *http.Request, x *exchange, notFound *http.R
 		// 1: plain 404, with the error document below.
 	}
 	if w.ErrorDocument != "" {
-		doc, err := h.fetch(r, x, r.Method, s.prefix+w.ErrorDocument, false)
+		doc, err := h.fetch(r, x, ask{method: r.Method, key: s.prefix + w.ErrorDocument})
 		if err != nil {
 			notFound.Body.Close()
 			return nil, 0, "", err

@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"testing"
@@ -6,7 +6,7 @@ import (
 	"github.com/oss-gateway/gateway/config"
 )
 
-func TestResolveEndpoint(t *testing.T) {
+func TestResolve(t *testing.T) {
 	base := config.Site{Bucket: "bkt", Region: "cn-hangzhou", UpstreamScheme: "https"}
 	tests := []struct {
 		name                 string
@@ -32,30 +32,18 @@ func TestResolveEndpoint(t *testing.T) {
 			if tc.scheme != "" {
 				s.UpstreamScheme = tc.scheme
 			}
-			u, err := resolveEndpoint(&s, tc.endpoint, "primary")
+			u, err := Resolve(&s, tc.endpoint)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if u.scheme != tc.wantScheme || u.addr != tc.wantAddr || u.host != tc.wantHost {
-				t.Fatalf("got scheme %q addr %q host %q; want %q %q %q", u.scheme, u.addr, u.host, tc.wantScheme, tc.wantAddr, tc.wantHost)
+			if u.Scheme != tc.wantScheme || u.Addr != tc.wantAddr || u.Host != tc.wantHost {
+				t.Fatalf("got scheme %q addr %q host %q; want %q %q %q", u.Scheme, u.Addr, u.Host, tc.wantScheme, tc.wantAddr, tc.wantHost)
 			}
 		})
 	}
 	for _, bad := range []string{"ftp://x", "nonsense", "http://"} {
-		if _, err := resolveEndpoint(&base, bad, "primary"); err == nil {
-			t.Errorf("resolveEndpoint(%q) succeeded", bad)
+		if _, err := Resolve(&base, bad); err == nil {
+			t.Errorf("Resolve(%q) succeeded", bad)
 		}
-	}
-}
-
-func TestRequestIDs(t *testing.T) {
-	g := newRequestIDs()
-	seen := map[string]bool{}
-	for i := 0; i < 1000; i++ {
-		id := g.next()
-		if len(id) != 24 || seen[id] {
-			t.Fatalf("bad or repeated id %q", id)
-		}
-		seen[id] = true
 	}
 }

@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"bufio"
@@ -23,14 +23,42 @@ func pattern(size int) []byte {
 }
 
 type sendResult struct {
-	spliced bool
+	spliced bool // the body went by the sink's direct path
 	n       int64
 	err     error
 }
 
+// spyReaderFrom is a client connection's ReaderFrom that tells whether
+// Stream used it.
+type spyReaderFrom struct {
+	rf   io.ReaderFrom
+	used bool
+}
+
+func (s *spyReaderFrom) ReadFrom(r io.Reader) (int64, error) {
+	s.used = true
+	return s.rf.ReadFrom(r)
+}
+
+// streamToClient sends body to w as the proxy does for a plain HTTP/1.1
+// client: through w, or by w's ReaderFrom (splice) when the body allows,
+// each chunk with a write deadline.
+func streamToClient(w http.ResponseWriter, body io.Reader) sendResult {
+	sink := Sink{W: w}
+	spy := &spyReaderFrom{}
+	if rf, ok := w.(io.ReaderFrom); ok {
+		spy.rf = rf
+		sink.Direct = spy
+		rc := http.NewResponseController(w)
+		sink.BeforeChunk = func() { _ = rc.SetWriteDeadline(time.Now().Add(5 * time.Second)) }
+	}
+	n, err := Stream(sink, body)
+	return sendResult{spy.used, n, err}
+}
+
 // spliceEnv is an upstream that serves body (cut after cutAt bytes when
 // cutAt > 0) and a gateway-like handler that fetches it with the upstream
-// client and sends it with sendBody.
+// client and sends it with Stream.
 func spliceEnv(t testing.TB, body []byte, cutAt int, copyOnly bool) (gw *httptest.Server, results chan sendResult, conns func() int64) {
 	t.Helper()
 	addr, nconns := rawServer(t, func(n int64, req *http.Request, w *bufio.Writer) bool {
@@ -54,20 +82,17 @@ func spliceEnv(t testing.TB, body []byte, cutAt int, copyOnly bool) (gw *httptes
 			return
 		}
 		defer resp.Body.Close()
-		src, _ := spliceSource(resp.Body)
-		copyResponseHeader(w.Header(), resp.Header)
+		w.Header().Set("Content-Length", resp.Header.Get("Content-Length"))
 		w.WriteHeader(resp.StatusCode)
-		x := &exchange{w: w, st: &state{progressTimeout: 5 * time.Second}, site: &site{}}
-		n, err := (&Handler{}).sendBody(r, x, w, resp.Body)
-		results <- sendResult{src != nil, n, err}
+		results <- streamToClient(w, resp.Body)
 	}))
 	t.Cleanup(gw.Close)
 	return gw, results, nconns.Load
 }
 
-// TestSendBodySplicesWholeBodies proves a large body on plain TCP goes by
+// TestStreamSplicesWholeBodies proves a large body on plain TCP goes by
 // splice, arrives byte for byte, and leaves its connection reusable.
-func TestSendBodySplicesWholeBodies(t *testing.T) {
+func TestStreamSplicesWholeBodies(t *testing.T) {
 	body := pattern(3<<20 + 17)
 	gw, results, conns := spliceEnv(t, body, 0, false)
 	for i := 0; i < 2; i++ {
@@ -82,7 +107,7 @@ func TestSendBodySplicesWholeBodies(t *testing.T) {
 			t.Fatalf("client got %d bytes (err %v), want the %d sent", len(got), err, len(body))
 		}
 		if !res.spliced || res.err != nil || res.n != int64(len(body)) {
-			t.Fatalf("sendBody: %+v", res)
+			t.Fatalf("Stream: %+v", res)
 		}
 	}
 	if n := conns(); n != 1 {
@@ -90,10 +115,10 @@ func TestSendBodySplicesWholeBodies(t *testing.T) {
 	}
 }
 
-// TestSendBodyTellsWhichSideBroke proves a splice failure is blamed on the
+// TestStreamTellsWhichSideBroke proves a splice failure is blamed on the
 // right end: OSS cutting the body is an upstream error (which the resume
-// then repairs), the client leaving is errClientWrite (which ends it).
-func TestSendBodyTellsWhichSideBroke(t *testing.T) {
+// then repairs), the client leaving is ErrClientWrite (which ends it).
+func TestStreamTellsWhichSideBroke(t *testing.T) {
 	t.Run("upstream cut", func(t *testing.T) {
 		body := pattern(4 << 20)
 		gw, results, _ := spliceEnv(t, body, 1<<20+5, false)
@@ -104,8 +129,8 @@ func TestSendBodyTellsWhichSideBroke(t *testing.T) {
 		got, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		res := <-results
-		if !res.spliced || res.err == nil || errors.Is(res.err, errClientWrite) {
-			t.Fatalf("sendBody: %+v, want an upstream error", res)
+		if !res.spliced || res.err == nil || errors.Is(res.err, ErrClientWrite) {
+			t.Fatalf("Stream: %+v, want an upstream error", res)
 		}
 		if res.n != 1<<20+5 || !bytes.Equal(got, body[:len(got)]) {
 			t.Fatalf("sent %d, client got %d bytes", res.n, len(got))
@@ -122,11 +147,11 @@ func TestSendBodyTellsWhichSideBroke(t *testing.T) {
 		resp.Body.Close() // closes the connection: the body was not read out
 		select {
 		case res := <-results:
-			if !res.spliced || !errors.Is(res.err, errClientWrite) {
-				t.Fatalf("sendBody: %+v, want errClientWrite", res)
+			if !res.spliced || !errors.Is(res.err, ErrClientWrite) {
+				t.Fatalf("Stream: %+v, want ErrClientWrite", res)
 			}
 		case <-time.After(10 * time.Second):
-			t.Fatal("sendBody still sending 10s after the client left")
+			t.Fatal("Stream still sending 10s after the client left")
 		}
 	})
 }

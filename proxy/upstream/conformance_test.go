@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"context"
@@ -596,7 +596,7 @@ func errClass(ctx context.Context, err error) string {
 		return ""
 	case ctx.Err() != nil:
 		return "cancelled"
-	case isTimeout(err):
+	case IsTimeout(err):
 		return "timeout"
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET):
 		return "cut" // a body ended early, by a close or a reset (TLS sees either as EOF)
@@ -623,7 +623,7 @@ func runConf(t *testing.T, tc confCase, mode string, secure bool, pause time.Dur
 	if ht == 0 {
 		ht = 5 * time.Second
 	}
-	rt := NewTransport(TransportOptions{Mode: mode, DialTimeout: 2 * time.Second, HeaderTimeout: ht, RootCAs: srv.roots})
+	rt := New(Options{Mode: mode, DialTimeout: 2 * time.Second, HeaderTimeout: ht, RootCAs: srv.roots})
 	defer rt.(interface{ CloseIdleConnections() }).CloseIdleConnections()
 
 	var o confOutcome

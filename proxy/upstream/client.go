@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"bufio"
@@ -272,7 +272,7 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 	conn.written = 0
 	conn.headFirst = hasBody && conn.reused && conn.longIdle
 	if err := writeRequest(conn.bw, req, conn.headFirst); err != nil {
-		var cbe *clientBodyError
+		var cbe *ClientBodyError
 		if errors.As(err, &cbe) {
 			// The client's body broke: close before the framing is
 			// complete, so OSS sees a cut request and stores nothing.
@@ -312,7 +312,7 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 	// Peek first, so a connection OSS closed while idle (EOF or reset with
 	// nothing read) is told apart from a failure mid-response.
 	_, err := conn.br.Peek(1)
-	if err != nil && stop == nil && !first.Equal(deadline) && isTimeout(err) {
+	if err != nil && stop == nil && !first.Equal(deadline) && IsTimeout(err) {
 		// OSS is taking its time: from here on the client leaving ends it.
 		if ctx.Err() != nil {
 			return conn.fail(ctx, stop, ctx.Err())
@@ -326,7 +326,7 @@ func (c *upstreamClient) exchange(conn *upConn, req *http.Request) (*http.Respon
 		if isConnClosed(err) && conn.retryable(req, hasBody) {
 			return conn.fail(ctx, stop, fmt.Errorf("%w: %v", errStaleConn, err))
 		}
-		if isTimeout(err) && !deadline.IsZero() && !time.Now().Before(deadline) {
+		if IsTimeout(err) && !deadline.IsZero() && !time.Now().Before(deadline) {
 			err = errHeaderTimeout
 		}
 		return conn.fail(ctx, stop, err)
@@ -470,12 +470,12 @@ func writeRequest(bw *bufio.Writer, req *http.Request, flushHead bool) error {
 				return err
 			}
 		}
-		n, err := copyBody(bw, io.LimitReader(req.Body, req.ContentLength))
+		n, err := Copy(bw, io.LimitReader(req.Body, req.ContentLength))
 		if err != nil {
 			return err
 		}
 		if n < req.ContentLength {
-			return &clientBodyError{io.ErrUnexpectedEOF} // never let OSS wait for the rest
+			return &ClientBodyError{io.ErrUnexpectedEOF} // never let OSS wait for the rest
 		}
 	case hasBody:
 		bw.WriteString("Transfer-Encoding: chunked\r\n\r\n")
@@ -485,7 +485,7 @@ func writeRequest(bw *bufio.Writer, req *http.Request, flushHead bool) error {
 			}
 		}
 		cw := &chunkedWriter{bw}
-		if _, err := copyBody(cw, req.Body); err != nil {
+		if _, err := Copy(cw, req.Body); err != nil {
 			return err
 		}
 		bw.WriteString("0\r\n\r\n")
@@ -611,7 +611,7 @@ func (c *upstreamClient) getConn(ctx context.Context, key connKey) (*upConn, err
 		nc, conn.isTLS = tc, true
 	}
 	conn.nc = nc
-	conn.br = bufio.NewReaderSize(conn, 8<<10) // bodies bypass it: copyBody reads 64 KiB at a time
+	conn.br = bufio.NewReaderSize(conn, 8<<10) // bodies bypass it: Copy reads 64 KiB at a time
 	conn.bw = bufio.NewWriterSize(conn, 8<<10)
 	return conn, nil
 }
@@ -661,7 +661,7 @@ func (conn *upConn) tlsQuiet() bool {
 	conn.setReadDeadline(aLongTimeAgo)
 	n, err := conn.nc.Read(conn.peekBuf[:])
 	conn.setReadDeadline(time.Time{})
-	return n == 0 && isTimeout(err)
+	return n == 0 && IsTimeout(err)
 }
 
 // peek is quiet's read(2) on the socket. A byte it takes is lost, and with it

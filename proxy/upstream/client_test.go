@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"bufio"
@@ -59,7 +59,7 @@ func rawServer(t testing.TB, handle func(n int64, req *http.Request, w *bufio.Wr
 }
 
 func newTestClient() *upstreamClient {
-	return NewTransport(TransportOptions{DialTimeout: time.Second, HeaderTimeout: time.Second}).(*upstreamClient)
+	return New(Options{DialTimeout: time.Second, HeaderTimeout: time.Second}).(*upstreamClient)
 }
 
 func get(t testing.TB, c *upstreamClient, addr, method string, body io.Reader) (*http.Response, error) {
@@ -152,7 +152,7 @@ func TestUpstreamClientTimeoutsAndCancel(t *testing.T) {
 	c := newTestClient()
 	start := time.Now()
 	_, err := get(t, c, addr, "GET", nil)
-	if !isTimeout(err) || time.Since(start) > 2*time.Second {
+	if !IsTimeout(err) || time.Since(start) > 2*time.Second {
 		t.Fatalf("err %v after %s, want a timeout after 1s", err, time.Since(start))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -218,7 +218,7 @@ func TestUpstreamClientReusedDeadline(t *testing.T) {
 	}
 	start := time.Now()
 	_, err := get(t, c, addr, "GET", nil)
-	if d := time.Since(start); !isTimeout(err) || d < 900*time.Millisecond || d > 2500*time.Millisecond {
+	if d := time.Since(start); !IsTimeout(err) || d < 900*time.Millisecond || d > 2500*time.Millisecond {
 		t.Fatalf("third request: %v after %s, want the 1s header timeout", err, d)
 	}
 	if conns.Load() != 1 {
@@ -333,7 +333,7 @@ func BenchmarkUpstream(b *testing.B) {
 		for _, method := range []string{"GET", "PUT"} {
 			b.Run(mode+"/"+method, func(b *testing.B) {
 				addr := benchServer(b, answer)
-				rt := NewTransport(TransportOptions{Mode: mode, DialTimeout: time.Second, HeaderTimeout: 5 * time.Second})
+				rt := New(Options{Mode: mode, DialTimeout: time.Second, HeaderTimeout: 5 * time.Second})
 				payload := strings.Repeat("p", 1024)
 				body := strings.NewReader(payload)
 				buf := make([]byte, 4096)
@@ -370,7 +370,7 @@ func BenchmarkUpstream(b *testing.B) {
 // connection, and fails, instead of riding the old one.
 func TestUpstreamClientKeysConnectionsByTLSSettings(t *testing.T) {
 	srv := newScriptServerTLS(t, func(c *scriptConn) { c.Serve(-1) })
-	c := NewTransport(TransportOptions{DialTimeout: time.Second, HeaderTimeout: 2 * time.Second, RootCAs: srv.roots}).(*upstreamClient)
+	c := New(Options{DialTimeout: time.Second, HeaderTimeout: 2 * time.Second, RootCAs: srv.roots}).(*upstreamClient)
 	get := func() error {
 		req, _ := http.NewRequest("GET", srv.url()+"/k", nil)
 		resp, err := c.RoundTrip(req)
@@ -409,7 +409,7 @@ func TestUpstreamClientTLSLeftoverAfterExactRead(t *testing.T) {
 		}
 		c.Serve(-1)
 	})
-	c := NewTransport(TransportOptions{DialTimeout: time.Second, HeaderTimeout: 2 * time.Second, RootCAs: srv.roots}).(*upstreamClient)
+	c := New(Options{DialTimeout: time.Second, HeaderTimeout: 2 * time.Second, RootCAs: srv.roots}).(*upstreamClient)
 	req, _ := http.NewRequest("GET", srv.url()+"/first", nil)
 	resp, err := c.RoundTrip(req)
 	if err != nil {
@@ -583,7 +583,7 @@ func TestUpstreamClientWriteTimeout(t *testing.T) {
 	req, _ := http.NewRequestWithContext(ctx, "PUT", srv.url()+"/k", strings.NewReader(strings.Repeat("u", 64<<20)))
 	start := time.Now()
 	_, err := c.RoundTrip(req)
-	if err == nil || ctx.Err() != nil || !isTimeout(err) {
+	if err == nil || ctx.Err() != nil || !IsTimeout(err) {
 		t.Fatalf("err %v after %s (context: %v), want a write timeout", err, time.Since(start), ctx.Err())
 	}
 	if d := time.Since(start); d > 20*time.Second {
@@ -605,11 +605,11 @@ func TestUpstreamClientWriteTimeout(t *testing.T) {
 	}
 }
 
-// TestSendBodyBlamesUpstreamReset proves a splice cut by OSS resetting the
+// TestStreamBlamesUpstreamReset proves a splice cut by OSS resetting the
 // connection is an upstream error (which the resume repairs), not the
 // client's: the splice reports both ends' failures alike, and a read with
 // the deadline past, which never reaches the socket, cannot tell them apart.
-func TestSendBodyBlamesUpstreamReset(t *testing.T) {
+func TestStreamBlamesUpstreamReset(t *testing.T) {
 	body := pattern(8 << 20)
 	srv := newScriptServer(t, func(c *scriptConn) {
 		if c.ReadRequest() != nil {
@@ -629,11 +629,8 @@ func TestSendBodyBlamesUpstreamReset(t *testing.T) {
 			return
 		}
 		defer resp.Body.Close()
-		src, _ := spliceSource(resp.Body)
 		w.WriteHeader(200)
-		x := &exchange{w: w, st: &state{progressTimeout: 5 * time.Second}, site: &site{}}
-		n, err := (&Handler{}).sendBody(r, x, w, resp.Body)
-		results <- sendResult{src != nil, n, err}
+		results <- streamToClient(w, resp.Body)
 	}))
 	defer gw.Close()
 	resp, err := http.Get(gw.URL)
@@ -643,7 +640,7 @@ func TestSendBodyBlamesUpstreamReset(t *testing.T) {
 	io.ReadAll(resp.Body)
 	resp.Body.Close()
 	res := <-results
-	if !res.spliced || res.err == nil || errors.Is(res.err, errClientWrite) {
-		t.Fatalf("sendBody: %+v (client's fault: %v), want an upstream error", res, errors.Is(res.err, errClientWrite))
+	if !res.spliced || res.err == nil || errors.Is(res.err, ErrClientWrite) {
+		t.Fatalf("Stream: %+v (client's fault: %v), want an upstream error", res, errors.Is(res.err, ErrClientWrite))
 	}
 }

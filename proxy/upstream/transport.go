@@ -1,84 +1,19 @@
-package proxy
+package upstream
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"time"
-
-	"github.com/oss-gateway/gateway/config"
 )
 
-// upstream is one place a site's requests can go: where to connect and which
-// Host to name there. The two differ for URL endpoints and for buckets reached
-// through a bound custom domain, so they are kept apart.
-type upstream struct {
-	scheme string // "http" or "https"
-	addr   string // URL host the transport dials (and the TLS SNI)
-	host   string // Host header sent to OSS
-	label  string // "primary" or "fallback", for metrics
-	health *upstreamHealth
-}
-
-// Addressing is where a site's requests for one endpoint go: the scheme and
-// host[:port] connected to (also the TLS SNI), and the Host header sent.
-// The two differ for URL endpoints and for buckets reached through a bound
-// custom domain. `gateway check` probes exactly what the proxy uses.
-type Addressing struct {
-	Scheme string // "http" or "https"
-	Addr   string
-	Host   string
-}
-
-// ResolveEndpoint applies the upstream addressing rules (README, Configuration) to a site's
-// endpoint keyword or URL.
-func ResolveEndpoint(s *config.Site, endpoint string) (Addressing, error) {
-	a := Addressing{Scheme: s.UpstreamScheme}
-	if a.Scheme == "" {
-		a.Scheme = "https"
-	}
-	switch endpoint {
-	case "public":
-		a.Addr = s.Bucket + ".oss-" + s.Region + ".aliyuncs.com"
-	case "internal":
-		a.Addr = s.Bucket + ".oss-" + s.Region + "-internal.aliyuncs.com"
-	case "accelerate":
-		a.Addr = s.Bucket + ".oss-accelerate.aliyuncs.com"
-	case "dualstack":
-		a.Addr = s.Bucket + "." + s.Region + ".oss.aliyuncs.com"
-	default:
-		pu, err := url.Parse(endpoint)
-		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-			return a, fmt.Errorf("endpoint %q: not a keyword or an http(s) URL", endpoint)
-		}
-		a.Scheme, a.Addr, a.Host = pu.Scheme, pu.Host, s.Bucket+"."+pu.Host
-	}
-	if a.Host == "" {
-		a.Host = a.Addr
-	}
-	if s.UpstreamHost != "" {
-		a.Host = s.UpstreamHost
-	}
-	return a, nil
-}
-
-// resolveEndpoint is ResolveEndpoint as the request path keeps it, with
-// the metrics label.
-func resolveEndpoint(s *config.Site, endpoint, label string) (*upstream, error) {
-	a, err := ResolveEndpoint(s, endpoint)
-	if err != nil {
-		return nil, err
-	}
-	return &upstream{scheme: a.Scheme, addr: a.Addr, host: a.Host, label: label}, nil
-}
-
-// TransportOptions are the upstream connection settings from [server].
-type TransportOptions struct {
+// Options are the upstream connection settings from [server]. They are
+// comparable, so a config reload that leaves them alone keeps the
+// transport and its warm connections.
+type Options struct {
 	// Mode is upstream_transport: "native" (or "") or "stdlib".
 	Mode          string
 	DialTimeout   time.Duration
@@ -92,7 +27,7 @@ type TransportOptions struct {
 	RootCAs *x509.CertPool
 }
 
-// Transport is what NewTransport returns in either mode: a RoundTripper
+// Transport is what New returns in either mode: a RoundTripper
 // whose idle connections can be closed (config reloads, shutdown, tests).
 // The native client also closes those idle past upstreamIdleTimeout on its
 // own, as net/http's Transport does.
@@ -101,7 +36,7 @@ type Transport interface {
 	CloseIdleConnections()
 }
 
-// NewTransport returns the HTTP/1.1 client to OSS: a deep idle pool per
+// New returns the HTTP/1.1 client to OSS: a deep idle pool per
 // bucket host (OSS is one host per bucket, so a shallow pool would make every
 // burst dial), no transparent gzip (the client's Accept-Encoding passes
 // through and bodies stream as OSS sent them), never an environment proxy,
@@ -110,7 +45,7 @@ type Transport interface {
 // Mode "stdlib" returns net/http's Transport with the same settings (and
 // HTTP(S)_PROXY from the environment honoured): the reference the native
 // client is held to, and the choice when a proxy must be used.
-func NewTransport(o TransportOptions) Transport {
+func New(o Options) Transport {
 	if o.Mode == "stdlib" {
 		return &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
@@ -151,9 +86,10 @@ const (
 	maxIdlePerHost = 256
 )
 
-// isTimeout reports whether err is the transport giving up waiting, as
-// opposed to a refused or reset connection.
-func isTimeout(err error) bool {
+// IsTimeout reports whether err is the transport giving up waiting (or an
+// upstream body stalling), as opposed to a refused or reset connection: the
+// proxy answers the one 504 and the other 502.
+func IsTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
 }
