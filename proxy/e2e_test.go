@@ -24,6 +24,7 @@ import (
 
 	"github.com/oss-gateway/gateway/config"
 	"github.com/oss-gateway/gateway/internal/testkit"
+	"github.com/oss-gateway/gateway/ossclient"
 	"github.com/oss-gateway/gateway/ossemu"
 	"github.com/oss-gateway/gateway/proxy"
 )
@@ -458,7 +459,7 @@ func TestEnvAndProcessCredentialProviders(t *testing.T) {
 		{Source: "static", AccessKeyID: testAK, AccessKeySecret: testSK},
 	} {
 		t.Run(c.Source, func(t *testing.T) {
-			p, err := proxy.NewCredentialsProvider(c)
+			p, err := ossclient.NewCredentialsProvider(c)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/oss-gateway/gateway/config"
 	"github.com/oss-gateway/gateway/internal/framing"
+	"github.com/oss-gateway/gateway/ossclient"
 	"github.com/oss-gateway/gateway/proxy"
 	gwtls "github.com/oss-gateway/gateway/tls"
 )
@@ -74,7 +75,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	creds := o.Credentials
 	if creds == nil {
 		var err error
-		if creds, err = proxy.NewCredentialsProvider(cfg.Credentials); err != nil {
+		if creds, err = ossclient.NewCredentialsProvider(cfg.Credentials); err != nil {
 			return err
 		}
 	}
@@ -438,7 +439,7 @@ func (rl *reloader) reload() error {
 		return err
 	}
 	if rl.fixedCreds == nil && !reflect.DeepEqual(cfg.Credentials, old.Credentials) {
-		p, perr := proxy.NewCredentialsProvider(cfg.Credentials)
+		p, perr := ossclient.NewCredentialsProvider(cfg.Credentials)
 		if perr != nil { // proxy.Validate refused it already; keep the running one
 			rl.logger.Error("config reload: credentials unusable; keeping the running ones", "error", perr)
 		} else {
