@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/oss-gateway/gateway/internal/testkit"
 )
 
 func TestKeyHashIsInjectiveAndStable(t *testing.T) {
@@ -482,7 +484,7 @@ func TestMemoryTierBounded(t *testing.T) {
 		fillAndWait(t, c, key(itoa(i)), newFetcher(payload(4<<10, uint64(i)), `"m"`))
 	}
 	c.mem.CleanUp()
-	waitFor(t, "memory evictions", func() bool { return testutil.ToFloat64(evVec.WithLabelValues("memory")) > 0 })
+	testkit.Eventually(t, 10*time.Second, "memory evictions", func() bool { return testutil.ToFloat64(evVec.WithLabelValues("memory")) > 0 })
 	s := c.Stats()
 	if s.MemoryBytes > 64<<10 || s.Entries != 40 {
 		t.Fatalf("stats %+v", s)
@@ -496,7 +498,7 @@ func TestMemoryTierBounded(t *testing.T) {
 	if o := mustHit(t, c, key("big"), payload(16<<10, 99)); func() bool { _, ok := o.Bytes(); return ok }() {
 		t.Fatal("a body over MemoryObjectSize is in memory")
 	}
-	waitFor(t, "memory gauge", func() bool {
+	testkit.Eventually(t, 10*time.Second, "memory gauge", func() bool {
 		return testutil.ToFloat64(bytesVec.WithLabelValues("memory")) == float64(c.mem.WeightedSize())
 	})
 }

@@ -242,17 +242,5 @@ func key(obj string) Key { return Key{Site: "site", Object: obj} }
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-// waitFor polls cond (for effects of goroutines the test cannot join).
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 var _ = strings.HasPrefix
 var _ sync.Mutex

@@ -322,7 +322,7 @@ func resolveCredentials(ctx context.Context, cfg *config.Config, o Options) (cre
 	p := o.Credentials
 	if p == nil {
 		var err error
-		if p, err = proxy.NewCredentialsProvider(cfg.Credentials); err != nil {
+		if p, err = ossclient.NewCredentialsProvider(cfg.Credentials); err != nil {
 			return failed(redact(err))
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/oss-gateway/gateway/internal/testcert"
+	"github.com/oss-gateway/gateway/internal/testkit"
 
 	"github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss/credentials"
 	"github.com/caddyserver/certmagic"
@@ -32,13 +33,7 @@ func startEmulator(t *testing.T) (*ossemu.Emulator, string) {
 	t.Helper()
 	emu := ossemu.New(ossemu.Options{Region: "cn-hangzhou"})
 	emu.AddCredential(testKeyID, testSecret, "")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := emu.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return emu, ln.Addr().String()
+	return emu, testkit.Serve(t, emu.Serve)
 }
 
 // parseConfig validates doc exactly as `gateway check` loads a file.

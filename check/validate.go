@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/oss-gateway/gateway/config"
+	"github.com/oss-gateway/gateway/ossclient"
 	"github.com/oss-gateway/gateway/proxy"
 	gwtls "github.com/oss-gateway/gateway/tls"
 )
@@ -37,7 +38,7 @@ func validate(cfg *config.Config, getenv func(string) string, now func() time.Ti
 	if len(ps) == 0 && cfg.Server.HTTPSListen != "" {
 		// The whole TLS setup as run builds it: whatever it still refuses
 		// is a problem too.
-		creds, _ := proxy.NewCredentialsProvider(cfg.Credentials)
+		creds, _ := ossclient.NewCredentialsProvider(cfg.Credentials)
 		m, err := gwtls.New(cfg, gwtls.Options{Credentials: creds, Now: now})
 		if err != nil {
 			ps = append(ps, config.Problem{File: cfg.Path, Msg: err.Error()})

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -24,6 +25,8 @@ var requiredAlerts = []string{
 	"OSSGatewayDeniedSpike",
 	"OSSGatewayCertificateExpiringSoon",
 	"OSSGatewayConfigReloadFailed",
+	"OSSGatewayCacheHitRatioLow",
+	"OSSGatewayCacheMemoryChurn",
 }
 
 func loadAlerts(t testing.TB) map[string]rulefmt.Rule {
@@ -97,8 +100,18 @@ func TestAlertRules(t *testing.T) {
 				t.Errorf("%s: the description names %q, which is no config key", name, key)
 			}
 		}
+		for _, m := range sectionKeyRE.FindAllStringSubmatch(r.Annotations["description"], -1) {
+			if key := m[1] + "." + m[2]; !configKeys()[key] {
+				t.Errorf("%s: the description names [%s] %s, which is no config key", name, m[1], m[2])
+			}
+		}
 	}
 }
+
+// sectionKeyRE finds keys named as "[section] key" in prose ("[cache]
+// max_size", "[site.cache] ttl"), the README's way for sections whose
+// dotted form would be ambiguous.
+var sectionKeyRE = regexp.MustCompile(`\[([a-z_.]+)\] ([a-z_]+)`)
 
 // scenario is synthetic data for one alert and what must fire on it.
 type scenario struct {
@@ -233,6 +246,71 @@ var scenarios = []scenario{
 			{at: 57 * time.Minute, want: nil},                                            // cleared by the good reload
 		},
 	},
+	{
+		alert: "OSSGatewayCacheHitRatioLow",
+		data: func(m *memStorage) {
+			const end = 90 * time.Minute
+			c := func(site, result string) labels.Labels {
+				return lset("gateway_cache_requests_total", "instance", "gw-a:9090", "site", site, "result", result)
+			}
+			drop := []time.Duration{0, 20 * time.Minute}
+			// images: 91% until minute 20, then 29% (a purge that never
+			// refilled, a ttl or max_object_size change...). Over 30m the
+			// ratio crosses 50% at 42.5m, so it fires from 72.5m.
+			m.add(c("images", "hit"), end, counter(drop, []float64{20, 4}))
+			m.add(c("images", "miss"), end, counter(drop, []float64{2, 10}))
+			// files: 60% counting revalidated and stale as answered from
+			// the cache; 30% if only hit counted.
+			m.add(c("files", "hit"), end, steady(3))
+			m.add(c("files", "revalidated"), end, steady(2))
+			m.add(c("files", "stale"), end, steady(1))
+			m.add(c("files", "miss"), end, steady(4))
+			// quiet: 6% but 0.32 requests/s, under the floor.
+			m.add(c("quiet", "hit"), end, steady(0.02))
+			m.add(c("quiet", "miss"), end, steady(0.3))
+			// nothing: every answer a miss, so no hit series exists at all.
+			m.add(c("nothing", "miss"), end, steady(3))
+		},
+		checks: []scenarioCheck{
+			{at: 25 * time.Minute, want: nil},                                                          // nothing: low from the start, not yet for 30m
+			{at: 70 * time.Minute, want: []map[string]string{{"site": "nothing"}}},                     // images: low since 42.5m only
+			{at: 76 * time.Minute, want: []map[string]string{{"site": "images"}, {"site": "nothing"}}}, // at 30% it would wait to 80m
+		},
+	},
+	{
+		alert: "OSSGatewayCacheMemoryChurn",
+		data: func(m *memStorage) {
+			const end = 60 * time.Minute
+			ev := func(instance, tier string) labels.Labels {
+				return lset("gateway_cache_evictions_total", "instance", instance, "tier", tier)
+			}
+			req := func(instance, result string) labels.Labels {
+				return lset("gateway_cache_requests_total", "instance", instance, "site", "images", "result", result)
+			}
+			// gw-a: 5 memory evictions/s against 3 hits/s: churn.
+			m.add(ev("gw-a:9090", "memory"), end, steady(5))
+			m.add(req("gw-a:9090", "hit"), end, steady(2))
+			m.add(req("gw-a:9090", "revalidated"), end, steady(1))
+			m.add(req("gw-a:9090", "miss"), end, steady(1))
+			// gw-b: the same evictions, but 20 hits/s: the tier earns its keep.
+			m.add(ev("gw-b:9090", "memory"), end, steady(5))
+			m.add(req("gw-b:9090", "hit"), end, steady(20))
+			// gw-c: evicts more than it serves, but only 0.5/s.
+			m.add(ev("gw-c:9090", "memory"), end, steady(0.5))
+			m.add(req("gw-c:9090", "hit"), end, steady(0.1))
+			// gw-d: the disk tier churns (misses, another alert's business).
+			m.add(ev("gw-d:9090", "memory"), end, constant(0))
+			m.add(ev("gw-d:9090", "disk"), end, steady(50))
+			m.add(req("gw-d:9090", "hit"), end, steady(1))
+			// gw-e: evictions and only misses, so no hit series at all.
+			m.add(ev("gw-e:9090", "memory"), end, steady(3))
+			m.add(req("gw-e:9090", "miss"), end, steady(4))
+		},
+		checks: []scenarioCheck{
+			{at: 20 * time.Minute, want: nil}, // not yet for 30m
+			{at: 50 * time.Minute, want: []map[string]string{{"instance": "gw-a:9090"}, {"instance": "gw-e:9090"}}},
+		},
+	},
 }
 
 // firing returns the label sets for which expr held at every evaluation
@@ -313,39 +391,60 @@ func TestAlertScenarios(t *testing.T) {
 }
 
 // TestAlertScenariosCanFail: a rule whose threshold is off by a factor of
-// ten, or that lost its for:, fails its scenario.
+// ten, that lost its for: or its traffic floor, or that counts the wrong
+// series fails its scenario.
 func TestAlertScenariosCanFail(t *testing.T) {
 	rules := loadAlerts(t)
-	mutate := map[string]func(rulefmt.Rule) rulefmt.Rule{
-		"OSSGatewayHigh5xxRatio": func(r rulefmt.Rule) rulefmt.Rule {
-			r.Expr = strings.Replace(r.Expr, "> 0.05", "> 0.5", 1)
+	replace := func(old, new string) func(rulefmt.Rule) rulefmt.Rule {
+		return func(r rulefmt.Rule) rulefmt.Rule {
+			r.Expr = strings.Replace(r.Expr, old, new, 1)
 			return r
-		},
-		"OSSGatewayCertificateExpiringSoon": func(r rulefmt.Rule) rulefmt.Rule {
-			r.Expr = strings.Replace(r.Expr, "14 * 86400", "140 * 86400", 1)
-			return r
-		},
-		"OSSGatewayInstanceDown": func(r rulefmt.Rule) rulefmt.Rule {
-			r.For = 0
-			return r
-		},
-		"OSSGatewayConfigReloadFailed": func(r rulefmt.Rule) rulefmt.Rule {
-			r.Expr = strings.Replace(r.Expr, `== 0`, `== 1`, 1)
-			return r
-		},
+		}
 	}
+	mutations := []struct {
+		alert, what string
+		mutate      func(rulefmt.Rule) rulefmt.Rule
+	}{
+		{"OSSGatewayHigh5xxRatio", "threshold x10", replace("> 0.05", "> 0.5")},
+		{"OSSGatewayCertificateExpiringSoon", "threshold x10", replace("14 * 86400", "140 * 86400")},
+		{"OSSGatewayInstanceDown", "no for:", func(r rulefmt.Rule) rulefmt.Rule { r.For = 0; return r }},
+		{"OSSGatewayConfigReloadFailed", "inverted", replace(`== 0`, `== 1`)},
+		{"OSSGatewayCacheHitRatioLow", "threshold /10", replace("< 0.5", "< 0.05")},
+		{"OSSGatewayCacheHitRatioLow", "floor /100", replace("> 1", "> 0.01")},
+		{"OSSGatewayCacheHitRatioLow", "only hit counted", func(r rulefmt.Rule) rulefmt.Rule {
+			r.Expr = `sum by (site) (rate(gateway_cache_requests_total{result="hit"}[30m])) / sum by (site) (rate(gateway_cache_requests_total[30m])) < 0.5 and sum by (site) (rate(gateway_cache_requests_total[30m])) > 1`
+			return r
+		}},
+		{"OSSGatewayCacheHitRatioLow", "hits over all", func(r rulefmt.Rule) rulefmt.Rule {
+			// The obvious form misses a site with no hit series.
+			r.Expr = `sum by (site) (rate(gateway_cache_requests_total{result=~"hit|revalidated|stale"}[30m])) / sum by (site) (rate(gateway_cache_requests_total[30m])) < 0.5 and sum by (site) (rate(gateway_cache_requests_total[30m])) > 1`
+			return r
+		}},
+		{"OSSGatewayCacheMemoryChurn", "disk tier", replace(`tier="memory"`, `tier="disk"`)},
+		{"OSSGatewayCacheMemoryChurn", "floor /10", replace("> 1", "> 0.1")},
+		{"OSSGatewayCacheMemoryChurn", "no hit-less arm", func(r rulefmt.Rule) rulefmt.Rule {
+			r.Expr = `sum by (instance) (rate(gateway_cache_evictions_total{tier="memory"}[15m])) > sum by (instance) (rate(gateway_cache_requests_total{result=~"hit|revalidated|stale"}[15m])) and sum by (instance) (rate(gateway_cache_evictions_total{tier="memory"}[15m])) > 1`
+			return r
+		}},
+	}
+	scenarioOf := map[string]scenario{}
 	for _, sc := range scenarios {
-		f := mutate[sc.alert]
-		if f == nil {
+		scenarioOf[sc.alert] = sc
+	}
+	for _, mu := range mutations {
+		orig, ok := rules[mu.alert]
+		sc, hasScenario := scenarioOf[mu.alert]
+		if !ok || !hasScenario {
+			t.Errorf("%s: no such alert or no scenario for it", mu.alert)
 			continue
 		}
-		r := f(rules[sc.alert])
-		if r.Expr == rules[sc.alert].Expr && r.For == rules[sc.alert].For {
-			t.Errorf("%s: the mutation changed nothing; update this test", sc.alert)
+		r := mu.mutate(orig)
+		if r.Expr == orig.Expr && r.For == orig.For {
+			t.Errorf("%s (%s): the mutation changed nothing; update this test", mu.alert, mu.what)
 			continue
 		}
 		if len(runScenario(t, sc, r)) == 0 {
-			t.Errorf("%s: a broken rule still passes its scenario", sc.alert)
+			t.Errorf("%s (%s): a broken rule still passes its scenario", mu.alert, mu.what)
 		}
 	}
 }

@@ -20,12 +20,12 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/oss-gateway/gateway/proxy"
+	"github.com/oss-gateway/gateway/server"
 )
 
 // The tests of this package, by file:
 //
-//   - deploy_test.go (this file): the gateway's real registry (proxy.NewMetrics)
+//   - deploy_test.go (this file): the gateway's real registry (server.NewMetrics)
 //     and a PromQL checker over it: every metric name, label, label value
 //     and by/on/group clause used by the alerts and the dashboard must exist
 //     on the series it is applied to (TestRegistryMatchesDesign,
@@ -122,7 +122,7 @@ var (
 	registryErr  error
 )
 
-// recorder is a Registerer that remembers what proxy.NewMetrics registers,
+// recorder is a Registerer that remembers what server.NewMetrics registers,
 // so that every vector can be given samples before gathering.
 type recorder struct {
 	*prometheus.Registry
@@ -146,7 +146,7 @@ var descRE = regexp.MustCompile(`fqName: "([^"]+)".*variableLabels: \{([^}]*)\}`
 
 func loadRegistry() (*gatewayMetrics, error) {
 	rec := &recorder{Registry: prometheus.NewRegistry()}
-	proxy.NewMetrics(rec, "test")
+	server.NewMetrics(rec, "test")
 	for _, c := range rec.collectors {
 		ch := make(chan *prometheus.Desc, 64)
 		go func() { c.Describe(ch); close(ch) }()

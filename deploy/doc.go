@@ -11,7 +11,7 @@
 //
 // The package has no Go code to import. Its tests parse every file above and
 // check it against the gateway itself: metric and label names against the
-// real Prometheus registry (proxy.NewMetrics), alert expressions against
+// real Prometheus registry (server.NewMetrics), alert expressions against
 // synthetic series, config snippets against the config parser, the unit with
 // systemd-analyze, and the Dockerfile's build line by running it.
 package deploy

@@ -3,6 +3,7 @@ package deploy
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -64,6 +65,7 @@ var dashboardMetrics = []string{
 	"gateway_request_bytes_total", "gateway_inflight_requests", "gateway_upstream_requests_total",
 	"gateway_upstream_duration_seconds_bucket", "gateway_upstream_retries_total", "gateway_denied_total",
 	"gateway_tls_certificate_expiry_timestamp_seconds", "gateway_config_reloads_total", "gateway_build_info",
+	"gateway_cache_requests_total", "gateway_cache_bytes", "gateway_cache_evictions_total",
 	"go_goroutines", "process_resident_memory_bytes", "process_cpu_seconds_total",
 }
 
@@ -303,6 +305,98 @@ func TestGrafanaQueriesReturnData(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// panelByTitle returns the dashboard's panel with that title.
+func panelByTitle(t testing.TB, d *dashboard, title string) panel {
+	t.Helper()
+	for _, p := range allPanels(d.Panels) {
+		if p.Title == title {
+			return p
+		}
+	}
+	t.Fatalf("the dashboard has no panel %q", title)
+	return panel{}
+}
+
+// TestGrafanaCacheHitRatio runs the hit ratio panel on series of known
+// ratios: revalidated and stale answers count as answered from the cache,
+// and a site whose answers are all hits, or all misses, still has a line.
+func TestGrafanaCacheHitRatio(t *testing.T) {
+	const end = 30 * time.Minute
+	p := panelByTitle(t, loadDashboard(t), "Cache hit ratio by site")
+	if len(p.Targets) != 1 {
+		t.Fatalf("want one query, got %d", len(p.Targets))
+	}
+	m := &memStorage{}
+	c := func(site, result string, perSec float64) {
+		m.add(lset("gateway_cache_requests_total", "instance", "gw-a:9090", "site", site, "result", result), end, steady(perSec))
+	}
+	c("images", "hit", 6)
+	c("images", "revalidated", 1.5)
+	c("images", "stale", 0.5)
+	c("images", "miss", 2)
+	c("allhit", "hit", 3)
+	c("allmiss", "miss", 3)
+	// A second instance of images doubles its traffic, not its ratio.
+	m.add(lset("gateway_cache_requests_total", "instance", "gw-b:9090", "site", "images", "result", "hit"), end, steady(8))
+	m.add(lset("gateway_cache_requests_total", "instance", "gw-b:9090", "site", "images", "result", "miss"), end, steady(2))
+	want := map[string]float64{"images": 0.8, "allhit": 1, "allmiss": 0}
+
+	vec, err := m.instant(t, newEngine(), grafanaVars.Replace(p.Targets[0].Expr), end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, s := range vec {
+		got[s.Metric.Get("site")] = s.F
+	}
+	for site, w := range want {
+		g, ok := got[site]
+		if !ok {
+			t.Errorf("site %s: no ratio (got %v)", site, got)
+			continue
+		}
+		if math.Abs(g-w) > 1e-9 {
+			t.Errorf("site %s: ratio %v, want %v", site, g, w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("ratios for %v, want the sites of %v", got, want)
+	}
+}
+
+// TestGrafanaCacheEvictions: the evictions panel splits by tier and
+// instance, and shows the hits the churn alert compares them with.
+func TestGrafanaCacheEvictions(t *testing.T) {
+	const end = 30 * time.Minute
+	p := panelByTitle(t, loadDashboard(t), "Cache evictions by tier")
+	m := &memStorage{}
+	m.add(lset("gateway_cache_evictions_total", "instance", "gw-a:9090", "tier", "memory"), end, steady(5))
+	m.add(lset("gateway_cache_evictions_total", "instance", "gw-a:9090", "tier", "disk"), end, steady(0.5))
+	for result, rate := range map[string]float64{"hit": 2, "revalidated": 0.5, "stale": 0.5, "miss": 7} {
+		m.add(lset("gateway_cache_requests_total", "instance", "gw-a:9090", "site", "images", "result", result), end, steady(rate))
+	}
+	want := map[string]float64{"memory": 5, "disk": 0.5, "hits": 3}
+	got := map[string]float64{}
+	for _, tg := range p.Targets {
+		vec, err := m.instant(t, newEngine(), grafanaVars.Replace(tg.Expr), end)
+		if err != nil {
+			t.Fatalf("%s: %v", tg.RefID, err)
+		}
+		for _, s := range vec {
+			k := s.Metric.Get("tier")
+			if k == "" {
+				k = "hits"
+			}
+			got[k] += s.F
+		}
+	}
+	for k, w := range want {
+		if math.Abs(got[k]-w) > 1e-9 {
+			t.Errorf("%s: %v per second, want %v (all: %v)", k, got[k], w, got)
 		}
 	}
 }

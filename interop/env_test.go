@@ -125,7 +125,7 @@ site_rps = 0
 	}
 	logs := &testkit.Buffer{}
 	h, err := proxy.New(cfg, proxy.Options{
-		Metrics:     proxy.NewMetrics(prometheus.NewRegistry(), "interop"),
+		Metrics:     proxy.NewMetrics(prometheus.NewRegistry()),
 		AccessLog:   slog.New(slog.NewJSONHandler(logs, nil)),
 		Credentials: credentials.NewStaticCredentialsProvider(gwAK, gwSK),
 	})

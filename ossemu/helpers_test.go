@@ -11,6 +11,8 @@ import (
 
 	"github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss"
 	"github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss/credentials"
+
+	"github.com/oss-gateway/gateway/internal/testkit"
 )
 
 const testRegion = "cn-hangzhou"
@@ -20,20 +22,14 @@ const testRegion = "cn-hangzhou"
 func startEmulator(t *testing.T, o Options) (*Emulator, string) {
 	t.Helper()
 	e := New(o)
-	ln := listen(t)
-	srv := e.Serve(ln)
-	t.Cleanup(func() { _ = srv.Close() })
-	return e, ln.Addr().String()
+	return e, testkit.Serve(t, e.Serve)
 }
 
-// listen opens a listener on a free 127.0.0.1 port.
+// listen opens a listener on a free 127.0.0.1 port, closed when the test
+// ends (TestFaultDelay serves on it by hand).
 func listen(t *testing.T) net.Listener {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	return ln
+	return testkit.Listen(t)
 }
 
 // sdkClient is an official SDK client pointed at the emulator (path style,

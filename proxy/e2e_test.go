@@ -24,6 +24,7 @@ import (
 
 	"github.com/oss-gateway/gateway/config"
 	"github.com/oss-gateway/gateway/internal/testkit"
+	"github.com/oss-gateway/gateway/ossclient"
 	"github.com/oss-gateway/gateway/ossemu"
 	"github.com/oss-gateway/gateway/proxy"
 )
@@ -152,7 +153,7 @@ func newEnvWith(t testing.TB, o envOpts, moreSites func(emuAddr string) string) 
 	reg := prometheus.NewRegistry()
 	logs := &testkit.Buffer{}
 	h, err := proxy.New(cfg, proxy.Options{
-		Metrics:     proxy.NewMetrics(reg, "test"),
+		Metrics:     proxy.NewMetrics(reg),
 		AccessLog:   slog.New(slog.NewJSONHandler(logs, nil)),
 		Credentials: creds,
 		Transport:   o.transport,
@@ -458,7 +459,7 @@ func TestEnvAndProcessCredentialProviders(t *testing.T) {
 		{Source: "static", AccessKeyID: testAK, AccessKeySecret: testSK},
 	} {
 		t.Run(c.Source, func(t *testing.T) {
-			p, err := proxy.NewCredentialsProvider(c)
+			p, err := ossclient.NewCredentialsProvider(c)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -788,7 +789,6 @@ func TestMetricsAndAccessLog(t *testing.T) {
 		{"gateway_response_bytes_total", map[string]string{"site": "pub"}, 3 * float64(len("hello public"))},
 		{"gateway_upstream_requests_total", map[string]string{"site": "pub", "endpoint": "primary", "code": "200"}, 3},
 		{"gateway_upstream_requests_total", map[string]string{"site": "prv", "endpoint": "primary", "code": "404"}, 1},
-		{"gateway_build_info", map[string]string{"version": "test"}, 1},
 		{"gateway_inflight_requests", map[string]string{"site": "pub"}, 0},
 	}
 	for _, c := range checks {

@@ -92,7 +92,7 @@ type state struct {
 // New builds a Handler serving cfg.
 func New(cfg *config.Config, o Options) (*Handler, error) {
 	if o.Metrics == nil {
-		o.Metrics = NewMetrics(prometheus.NewRegistry(), "test")
+		o.Metrics = NewMetrics(prometheus.NewRegistry())
 	}
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv

@@ -11,7 +11,7 @@ import (
 // answers count into the same series as the uncached path, and that a
 // series appears only once it happened.
 func TestSiteMetricsHotSeries(t *testing.T) {
-	m := NewMetrics(prometheus.NewRegistry(), "test")
+	m := NewMetrics(prometheus.NewRegistry())
 	sm := newSiteMetrics(m, "s")
 	if n := testutil.CollectAndCount(m.Requests); n != 0 {
 		t.Fatalf("%d request series before any request", n)

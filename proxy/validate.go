@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/oss-gateway/gateway/config"
+	"github.com/oss-gateway/gateway/ossclient"
 	"github.com/oss-gateway/gateway/proxy/upstream"
 )
 
@@ -30,7 +31,7 @@ func Validate(cfg *config.Config, getenv func(string) string) []config.Problem {
 	add := func(key, format string, args ...any) {
 		ps = append(ps, config.Problem{File: cfg.Path, Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
-	if _, err := NewCredentialsProvider(cfg.Credentials); err != nil {
+	if _, err := ossclient.NewCredentialsProvider(cfg.Credentials); err != nil {
 		add("credentials.source", "%v", err)
 	}
 	owner := map[string]int{} // normalised domain -> site index

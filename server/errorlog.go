@@ -41,7 +41,7 @@ func (w *errorLogWriter) Write(p []byte) (int, error) {
 }
 
 // handshakeReason classifies a TLS handshake error into one of
-// proxy.TLSHandshakeReasons. It never returns client input.
+// handshakeReasons. It never returns client input.
 func handshakeReason(cause string) string {
 	c := strings.ToLower(cause)
 	switch {

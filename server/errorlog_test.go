@@ -12,8 +12,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/oss-gateway/gateway/proxy"
 )
 
 func TestHandshakeReason(t *testing.T) {
@@ -34,7 +32,7 @@ func TestHandshakeReason(t *testing.T) {
 	}
 	for _, r := range []string{"eof", "timeout", "unknown_server_name", "protocol_version", "no_shared_cipher", "not_tls", "client_rejected_certificate", "other"} {
 		found := false
-		for _, k := range proxy.TLSHandshakeReasons() {
+		for _, k := range handshakeReasons() {
 			found = found || k == r
 		}
 		if !found {

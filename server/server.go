@@ -28,6 +28,7 @@ import (
 
 	"github.com/oss-gateway/gateway/config"
 	"github.com/oss-gateway/gateway/internal/framing"
+	"github.com/oss-gateway/gateway/ossclient"
 	"github.com/oss-gateway/gateway/proxy"
 	gwtls "github.com/oss-gateway/gateway/tls"
 )
@@ -69,19 +70,19 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		logger.Warn(w)
 	}
 	reg := prometheus.NewRegistry()
-	metrics := proxy.NewMetrics(reg, o.Version)
+	metrics := NewMetrics(reg, o.Version)
 
 	creds := o.Credentials
 	if creds == nil {
 		var err error
-		if creds, err = proxy.NewCredentialsProvider(cfg.Credentials); err != nil {
+		if creds, err = ossclient.NewCredentialsProvider(cfg.Credentials); err != nil {
 			return err
 		}
 	}
 	// The access log is always wired; log.access_log switches it per config.
 	accessLogs := newLogSwitch(o.Stdout, config.Log{Format: cfg.Log.Format, Level: "info"})
 	h, err := proxy.New(cfg, proxy.Options{
-		Metrics:     metrics,
+		Metrics:     metrics.Proxy,
 		Logger:      logger,
 		AccessLog:   slog.New(accessLogs),
 		Credentials: creds,
@@ -142,7 +143,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	var certs *gwtls.Manager
 	var httpsLn net.Listener
 	if cfg.Server.HTTPSListen != "" {
-		if certs, err = gwtls.New(cfg, gwtls.Options{Logger: logger, Expiry: metrics.CertExpiry, Credentials: creds}); err != nil {
+		if certs, err = gwtls.New(cfg, gwtls.Options{Logger: logger, Metrics: metrics.TLS, Credentials: creds}); err != nil {
 			closeAll()
 			return err
 		}
@@ -400,7 +401,7 @@ type reloader struct {
 	h                *proxy.Handler
 	certs            *gwtls.Manager
 	current          *atomic.Pointer[config.Config]
-	metrics          *proxy.Metrics
+	metrics          *Metrics
 	logger           *slog.Logger
 	logs, accessLogs *logSwitch
 	fleet            *servers
@@ -432,13 +433,12 @@ func (rl *reloader) reload() error {
 		}
 	}
 	if err != nil {
-		rl.metrics.ConfigReloads.WithLabelValues("error").Inc()
-		rl.metrics.ReloadResult(err, time.Now())
+		rl.metrics.reloaded(err, time.Now())
 		rl.logger.Error("config reload failed; keeping the running config", "file", rl.path, "error", err)
 		return err
 	}
 	if rl.fixedCreds == nil && !reflect.DeepEqual(cfg.Credentials, old.Credentials) {
-		p, perr := proxy.NewCredentialsProvider(cfg.Credentials)
+		p, perr := ossclient.NewCredentialsProvider(cfg.Credentials)
 		if perr != nil { // proxy.Validate refused it already; keep the running one
 			rl.logger.Error("config reload: credentials unusable; keeping the running ones", "error", perr)
 		} else {
@@ -452,8 +452,7 @@ func (rl *reloader) reload() error {
 	rl.logs.set(cfg.Log)
 	rl.accessLogs.set(config.Log{Format: cfg.Log.Format, Level: "info"})
 	rl.fleet.apply(cfg, rl.errorLog)
-	rl.metrics.ConfigReloads.WithLabelValues("success").Inc()
-	rl.metrics.ReloadResult(nil, time.Now())
+	rl.metrics.reloaded(nil, time.Now())
 	rl.logger.Info("config reloaded", "file", rl.path, "sites", len(cfg.Sites))
 	return nil
 }

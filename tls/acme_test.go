@@ -68,8 +68,8 @@ func acmeConfig(t *testing.T, httpLn, httpsLn net.Listener, ca *acmetest.Server,
 func startTestGateway(t *testing.T, cfg *config.Config, httpLn, httpsLn net.Listener, o Options) *testGateway {
 	t.Helper()
 	g := &testGateway{httpAddr: httpLn.Addr().String(), httpsAddr: httpsLn.Addr().String(), logs: &testkit.Buffer{}}
-	g.expiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gateway_tls_certificate_expiry_timestamp_seconds"}, []string{"domain"})
-	o.Expiry = g.expiry
+	o.Metrics = NewMetrics(prometheus.NewRegistry())
+	g.expiry = o.Metrics.CertExpiry
 	o.Logger = slog.New(slog.NewJSONHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	m, err := New(cfg, o)
 	if err != nil {

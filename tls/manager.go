@@ -23,7 +23,6 @@ import (
 
 	"github.com/aliyun/alibabacloud-oss-go-sdk-v2/oss/credentials"
 	"github.com/caddyserver/certmagic"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oss-gateway/gateway/config"
 )
@@ -31,8 +30,8 @@ import (
 // Options are what the caller supplies beyond the config.
 type Options struct {
 	Logger *slog.Logger
-	// Expiry is gateway_tls_certificate_expiry_timestamp_seconds{domain}.
-	Expiry *prometheus.GaugeVec
+	// Metrics are the certificate series to keep current; nil records none.
+	Metrics *Metrics
 	// Credentials reach an oss:// certificate storage.
 	Credentials credentials.CredentialsProvider
 	// Storage overrides [tls] storage (tests).
@@ -407,15 +406,15 @@ func (m *Manager) refreshExpiryLoop() {
 // certificate, and drops domains that no longer do. Labels are configured
 // domains only, never client input.
 func (m *Manager) refreshExpiry() {
-	if m.o.Expiry == nil {
+	if m.o.Metrics == nil {
 		return
 	}
 	st := m.state.Load()
 	expiry := m.Expiries()
-	m.o.Expiry.Reset()
+	m.o.Metrics.CertExpiry.Reset()
 	for d := range st.withTLS {
 		if t, ok := expiry[d]; ok {
-			m.o.Expiry.WithLabelValues(d).Set(float64(t.Unix()))
+			m.o.Metrics.CertExpiry.WithLabelValues(d).Set(float64(t.Unix()))
 		}
 	}
 }

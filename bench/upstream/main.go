@@ -3,12 +3,16 @@
 // fixed set of synthesized objects so that a reverse proxy in front of it
 // (nginx, the gateway) is what gets measured, not the object store.
 //
-// Objects (any Host, any bucket; the key is the last path segment):
+// Objects (any Host, any bucket; the size is the last path segment):
 //
 //	/1k    1 KiB
 //	/256k  256 KiB
 //	/64m   64 MiB
 //	/1g    1 GiB
+//
+// Any path whose last segment is a size name is an object of that size.
+// Under /obj/ (/obj/17/1k, /obj/18/1k, ...) each path is a distinct object
+// with its own ETag but the same body: the many keys of a cache's hot set.
 //
 // Every body is the same repeating byte pattern (byte at offset o is o%251),
 // written from one shared read-only buffer, so a 1 GiB object costs no
@@ -22,7 +26,13 @@
 //
 // Authorization and signatures are ignored: the upstream does not verify
 // them, so the signing cost stays on the proxy's side of the measurement.
-// It only counts requests and V4-signed requests, served at GET /-/stats.
+// It only counts requests, V4-signed requests and GETs (in total and per
+// path), served at GET /-/stats (GET /-/stats?path=/obj/1/64m adds that
+// path's GET count).
+//
+// -delay (or UPSTREAM_DELAY) holds every object answer for that long
+// before its headers, like OSS's time to first byte (default 20ms; the
+// compare and scale modes of bench/run.sh pass 0).
 package main
 
 import (
@@ -36,9 +46,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
+
+// defaultDelay is the first-byte delay without -delay or UPSTREAM_DELAY:
+// about what OSS takes to start answering a GetObject in-region.
+const defaultDelay = 20 * time.Millisecond
 
 // period is the length of the repeating body pattern; a prime, so that a
 // wrong offset in a range shows up in a content check.
@@ -104,6 +119,53 @@ var objects = map[string]*object{
 	"1g":   newObject("1g", 1<<30),
 }
 
+// objPrefix starts the paths of a hot set's many keys: /obj/<n>/<size>
+// (after a path-style bucket segment, too). Each such path is an object of
+// its own with its own ETag, so a cache never mistakes /obj/1/1k for
+// /obj/2/1k; it is made per request (an MD5 of the path), so a hot set of
+// a million keys costs the upstream no memory.
+const objPrefix = "/obj/"
+
+// lookup returns the object at path: the size is the last segment; nil
+// when that is no size name.
+func lookup(path string) *object {
+	key := path
+	if i := strings.LastIndexByte(key, '/'); i >= 0 {
+		key = key[i+1:]
+	}
+	o := objects[key]
+	if o == nil {
+		return nil
+	}
+	if i := strings.Index(path, objPrefix); i >= 0 {
+		return newObject(path[i:], o.size)
+	}
+	return o
+}
+
+// gets counts GET requests for objects; getsByPath per path (so the herd
+// run can prove how many requests for one key reached the upstream).
+var (
+	gets       atomic.Uint64
+	getsByPath sync.Map // path -> *atomic.Uint64
+)
+
+func countGet(path string) {
+	gets.Add(1)
+	v, ok := getsByPath.Load(path)
+	if !ok {
+		v, _ = getsByPath.LoadOrStore(path, new(atomic.Uint64))
+	}
+	v.(*atomic.Uint64).Add(1)
+}
+
+func pathGets(path string) uint64 {
+	if v, ok := getsByPath.Load(path); ok {
+		return v.(*atomic.Uint64).Load()
+	}
+	return 0
+}
+
 // requestIDs numbers requests for x-oss-request-id (and so counts them).
 var requestIDs atomic.Uint64
 
@@ -132,14 +194,25 @@ func newRequestID() string {
 }
 
 // handler answers like OSS for the synthesized objects.
-type handler struct{}
+type handler struct {
+	// delay holds each object answer (not /-/stats) before its headers:
+	// the object store's time to first byte.
+	delay time.Duration
+}
 
-func (handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (hd handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	if r.URL.Path == statsPath {
 		h["Content-Type"] = []string{"application/json"}
-		fmt.Fprintf(w, "{\"requests\":%d,\"signed_v4\":%d}\n", requestIDs.Load(), signedV4.Load())
+		fmt.Fprintf(w, "{\"requests\":%d,\"signed_v4\":%d,\"gets\":%d", requestIDs.Load(), signedV4.Load(), gets.Load())
+		if p := r.URL.Query().Get("path"); p != "" {
+			fmt.Fprintf(w, ",\"path\":%q,\"path_gets\":%d", p, pathGets(p))
+		}
+		fmt.Fprint(w, "}\n")
 		return
+	}
+	if hd.delay > 0 {
+		time.Sleep(hd.delay)
 	}
 	if auth := r.Header["Authorization"]; len(auth) > 0 && strings.HasPrefix(auth[0], "OSS4-HMAC-SHA256 ") {
 		signedV4.Add(1)
@@ -150,11 +223,10 @@ func (handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ossError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "The specified method is not allowed against this resource.")
 		return
 	}
-	key := r.URL.Path
-	if i := strings.LastIndexByte(key, '/'); i >= 0 {
-		key = key[i+1:]
+	if r.Method == http.MethodGet {
+		countGet(r.URL.Path)
 	}
-	o := objects[key]
+	o := lookup(r.URL.Path)
 	if o == nil {
 		ossError(w, http.StatusNotFound, "NoSuchKey", "The specified key does not exist.")
 		return
@@ -314,6 +386,7 @@ func ossError(w http.ResponseWriter, status int, code, msg string) {
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:9000", "address to listen on")
+	delay := flag.Duration("delay", envDelay(), "first-byte delay of every object answer (env UPSTREAM_DELAY)")
 	flag.Parse()
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -321,14 +394,25 @@ func main() {
 		os.Exit(1)
 	}
 	srv := &http.Server{
-		Handler:           handler{},
+		Handler:           handler{delay: *delay},
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          log.New(os.Stderr, "upstream: ", 0),
 	}
-	fmt.Fprintf(os.Stderr, "upstream: listening on %s\n", ln.Addr())
+	fmt.Fprintf(os.Stderr, "upstream: listening on %s, first-byte delay %s\n", ln.Addr(), *delay)
 	if err := srv.Serve(ln); err != nil {
 		fmt.Fprintf(os.Stderr, "upstream: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// envDelay is UPSTREAM_DELAY when set and valid, else defaultDelay.
+func envDelay() time.Duration {
+	if v := os.Getenv("UPSTREAM_DELAY"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+			return d
+		}
+		fmt.Fprintf(os.Stderr, "upstream: UPSTREAM_DELAY=%q is not a duration; using %s\n", v, defaultDelay)
+	}
+	return defaultDelay
 }

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // want returns the expected body bytes [start, start+n).
@@ -199,5 +202,132 @@ func TestStatsCountsSigned(t *testing.T) {
 	_, after := do(t, srv, http.MethodGet, statsPath, nil)
 	if bytes.Equal(before, after) || !bytes.Contains(after, []byte(`"signed_v4":`)) {
 		t.Errorf("stats did not move: %s then %s", before, after)
+	}
+}
+
+func TestHotSetPaths(t *testing.T) {
+	srv := httptest.NewServer(handler{})
+	defer srv.Close()
+	etags := map[string]string{}
+	for _, c := range []struct {
+		path string
+		size int64
+	}{{"/obj/0/1k", 1 << 10}, {"/obj/1/1k", 1 << 10}, {"/obj/1/256k", 256 << 10}, {"/bucket/obj/2/64m", 64 << 20}, {"/obj/herd/64m", 64 << 20}} {
+		resp, body := do(t, srv, http.MethodGet, c.path, nil)
+		if resp.StatusCode != http.StatusOK || int64(len(body)) != c.size || !bytes.Equal(body, want(0, c.size)) {
+			t.Fatalf("%s: status %d, %d bytes (want %d of the pattern)", c.path, resp.StatusCode, len(body), c.size)
+		}
+		etag := resp.Header.Get("ETag")
+		if len(etag) != 34 {
+			t.Errorf("%s: ETag %q", c.path, etag)
+		}
+		for p, e := range etags {
+			if e == etag {
+				t.Errorf("%s and %s share ETag %s", p, c.path, etag)
+			}
+		}
+		etags[c.path] = etag
+		// The ETag is a function of the path: the same after a restart,
+		// and conditionals work on it.
+		again, _ := do(t, srv, http.MethodHead, c.path, nil)
+		if again.Header.Get("ETag") != etag {
+			t.Errorf("%s: ETag changed from %s to %s", c.path, etag, again.Header.Get("ETag"))
+		}
+		nm, _ := do(t, srv, http.MethodGet, c.path, map[string]string{"If-None-Match": etag})
+		if nm.StatusCode != http.StatusNotModified {
+			t.Errorf("%s: If-None-Match its ETag: status %d", c.path, nm.StatusCode)
+		}
+	}
+	if etags["/obj/0/1k"] == objects["1k"].etag {
+		t.Error("/obj/0/1k has the ETag of /1k")
+	}
+	resp, _ := do(t, srv, http.MethodGet, "/obj/3/2k", nil)
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/obj/3/2k: status %d, want 404", resp.StatusCode)
+	}
+}
+
+// stats reads /-/stats (with ?path= when path is set).
+func stats(t *testing.T, srv *httptest.Server, path string) map[string]any {
+	t.Helper()
+	q := ""
+	if path != "" {
+		q = "?path=" + url.QueryEscape(path)
+	}
+	_, body := do(t, srv, http.MethodGet, statsPath+q, nil)
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatalf("stats %q: %v", body, err)
+	}
+	return m
+}
+
+func TestStatsCountsGetsPerPath(t *testing.T) {
+	srv := httptest.NewServer(handler{})
+	defer srv.Close()
+	const p = "/obj/count-test/1k"
+	before := stats(t, srv, p)
+	if before["path"] != p || before["path_gets"] != float64(0) {
+		t.Fatalf("fresh path: %v", before)
+	}
+	for range 3 {
+		do(t, srv, http.MethodGet, p, nil)
+	}
+	do(t, srv, http.MethodHead, p, nil)                    // HEAD is not a GET
+	do(t, srv, http.MethodGet, "/obj/count-other/1k", nil) // another path
+	after := stats(t, srv, p)
+	if after["path_gets"] != float64(3) {
+		t.Errorf("path_gets %v, want 3", after["path_gets"])
+	}
+	if d := after["gets"].(float64) - before["gets"].(float64); d != 4 {
+		t.Errorf("gets went up by %v, want 4", d)
+	}
+	if _, ok := stats(t, srv, "")["path_gets"]; ok {
+		t.Error("path_gets without ?path=")
+	}
+}
+
+func TestDelay(t *testing.T) {
+	const d = 60 * time.Millisecond
+	srv := httptest.NewServer(handler{delay: d})
+	defer srv.Close()
+	do(t, srv, http.MethodGet, statsPath, nil) // connect first
+	for _, c := range []struct {
+		method, path string
+		delayed      bool
+	}{{http.MethodGet, "/1k", true}, {http.MethodHead, "/obj/1/64m", true}, {http.MethodGet, "/nope", true}, {http.MethodGet, statsPath, false}} {
+		start := time.Now()
+		do(t, srv, c.method, c.path, nil)
+		took := time.Since(start)
+		if c.delayed && took < d {
+			t.Errorf("%s %s: answered in %s, before the %s delay", c.method, c.path, took, d)
+		}
+		if !c.delayed && took >= d {
+			t.Errorf("%s %s: took %s, delayed like an object", c.method, c.path, took)
+		}
+	}
+	// The zero handler (compare mode's -delay 0) does not wait.
+	fast := httptest.NewServer(handler{})
+	defer fast.Close()
+	do(t, fast, http.MethodGet, "/1k", nil)
+	start := time.Now()
+	do(t, fast, http.MethodGet, "/1k", nil)
+	if took := time.Since(start); took >= d {
+		t.Errorf("no delay: GET /1k took %s", took)
+	}
+}
+
+func TestEnvDelay(t *testing.T) {
+	for _, c := range []struct {
+		env  string
+		want time.Duration
+	}{{"", defaultDelay}, {"0", 0}, {"5ms", 5 * time.Millisecond}, {"bogus", defaultDelay}, {"-1s", defaultDelay}} {
+		t.Setenv("UPSTREAM_DELAY", c.env)
+		if got := envDelay(); got != c.want {
+			t.Errorf("UPSTREAM_DELAY=%q: %s, want %s", c.env, got, c.want)
+		}
+	}
+	if defaultDelay != 20*time.Millisecond {
+		t.Errorf("default delay %s, want 20ms (OSS-like)", defaultDelay)
 	}
 }

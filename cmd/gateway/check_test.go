@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,23 +19,9 @@ func runCheck(t *testing.T, name, cfg string, env ...string) (code int, stdout, 
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(gatewayBin, "check", "-config", path)
 	// The environment's own OSS_* variables must not decide the outcome.
-	cmd.Env = append(os.Environ(), "OSS_ACCESS_KEY_ID=", "OSS_ACCESS_KEY_SECRET=", "OSS_SESSION_TOKEN=")
-	cmd.Env = append(cmd.Env, env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatal(err)
-	}
-	t.Logf("gateway check exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
-	return code, out.String(), errb.String()
+	res := runBin(t, "", append([]string{"OSS_ACCESS_KEY_ID=", "OSS_ACCESS_KEY_SECRET=", "OSS_SESSION_TOKEN="}, env...), "check", "-config", path)
+	return res.code, res.stdout, res.stderr
 }
 
 // TestCheckExitStatus runs the binary's `gateway check` the way CI or a

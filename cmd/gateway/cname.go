@@ -18,7 +18,6 @@ import (
 	"github.com/oss-gateway/gateway/cname"
 	"github.com/oss-gateway/gateway/config"
 	"github.com/oss-gateway/gateway/ossclient"
-	"github.com/oss-gateway/gateway/proxy"
 )
 
 // `gateway cname token|bind|list|unbind`: flags and printing around package
@@ -137,7 +136,7 @@ func cmdCname(args []string, stdout, stderr io.Writer) int {
 		cert = &cname.Certificate{CertPEM: string(certPEM), KeyPEM: string(keyPEM)}
 	}
 
-	provider, err := proxy.NewCredentialsProvider(cfg.Credentials)
+	provider, err := ossclient.NewCredentialsProvider(cfg.Credentials)
 	if err != nil {
 		return usageErr("%v", err)
 	}

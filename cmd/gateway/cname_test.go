@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -15,32 +12,6 @@ import (
 
 	"github.com/oss-gateway/gateway/ossemu"
 )
-
-// cnameResult is one run of `gateway cname ...`.
-type cnameResult struct {
-	code           int
-	stdout, stderr string
-}
-
-// runCnameBinary runs the gateway binary with args and the environment
-// plus env.
-func runCnameBinary(t *testing.T, env []string, args ...string) cnameResult {
-	t.Helper()
-	cmd := exec.Command(gatewayBin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	res := cnameResult{stdout: stdout.String(), stderr: stderr.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		res.code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("gateway %v: %v", args, err)
-	}
-	return res
-}
 
 // cnameTestConfig writes a config with one site, "images", on bucket
 // cname-bkt behind the emulator at emuAddr, and returns its path.
@@ -72,9 +43,9 @@ func TestCnameLifecycleThroughTheBinary(t *testing.T) {
 	emu.CreateBucket("cname-bkt", ossemu.Private)
 	path := cnameTestConfig(t, emuAddr)
 	base := []string{"-config", path, "-site", "images"}
-	run := func(action string, extra ...string) cnameResult {
+	run := func(action string, extra ...string) binResult {
 		t.Helper()
-		res := runCnameBinary(t, testCredentials, append(append([]string{"cname", action}, base...), extra...)...)
+		res := runBin(t, "", testCredentials, append(append([]string{"cname", action}, base...), extra...)...)
 		for _, secret := range []string{"resilience-secret"} {
 			if strings.Contains(res.stdout+res.stderr, secret) {
 				t.Fatalf("cname %s printed the secret:\n%s%s", action, res.stdout, res.stderr)
@@ -211,7 +182,7 @@ func TestCnameUsageAndFailures(t *testing.T) {
 	}
 	for _, tt := range usage {
 		t.Run(tt.name, func(t *testing.T) {
-			res := runCnameBinary(t, testCredentials, tt.args...)
+			res := runBin(t, "", testCredentials, tt.args...)
 			if res.code != 2 || !strings.Contains(res.stderr, tt.want) {
 				t.Fatalf("exit %d, stderr %q; want 2 and %q", res.code, res.stderr, tt.want)
 			}
@@ -222,7 +193,7 @@ func TestCnameUsageAndFailures(t *testing.T) {
 	}
 
 	// OSS refusing: exit 1, one line with the code and the request ID.
-	wrong := runCnameBinary(t, []string{"OSS_ACCESS_KEY_ID=LTAIresilience", "OSS_ACCESS_KEY_SECRET=not-the-secret"},
+	wrong := runBin(t, "", []string{"OSS_ACCESS_KEY_ID=LTAIresilience", "OSS_ACCESS_KEY_SECRET=not-the-secret"},
 		"cname", "list", "-config", path, "-site", "images")
 	line := strings.TrimSpace(wrong.stderr)
 	if wrong.code != 1 || strings.Contains(line, "\n") || !regexp.MustCompile(`^gateway cname list: SignatureDoesNotMatch: .+ \(HTTP 403, request id [0-9A-F]+\)$`).MatchString(line) {
@@ -231,14 +202,14 @@ func TestCnameUsageAndFailures(t *testing.T) {
 	if strings.Contains(wrong.stderr, "not-the-secret") {
 		t.Fatal("the secret was printed")
 	}
-	noCreds := runCnameBinary(t, []string{"OSS_ACCESS_KEY_ID=", "OSS_ACCESS_KEY_SECRET="}, "cname", "list", "-config", path, "-site", "images")
+	noCreds := runBin(t, "", []string{"OSS_ACCESS_KEY_ID=", "OSS_ACCESS_KEY_SECRET="}, "cname", "list", "-config", path, "-site", "images")
 	if noCreds.code != 1 || strings.Count(strings.TrimSpace(noCreds.stderr), "\n") != 0 || !strings.HasPrefix(noCreds.stderr, "gateway cname list: ") {
 		t.Fatalf("no credentials: exit %d, stderr %q", noCreds.code, noCreds.stderr)
 	}
 	// A domain bound to another bucket is refused with the code and a hint.
 	emu.CreateBucket("elsewhere", ossemu.Private)
 	emu.BindDomain("img.example.com", "elsewhere")
-	taken := runCnameBinary(t, testCredentials, "cname", "bind", "-config", path, "-site", "images", "-domain", "img.example.com")
+	taken := runBin(t, "", testCredentials, "cname", "bind", "-config", path, "-site", "images", "-domain", "img.example.com")
 	if taken.code != 1 || !strings.Contains(taken.stderr, "CnameAlreadyExists") || !strings.Contains(taken.stderr, "bound to another bucket") {
 		t.Fatalf("bind of a taken domain: exit %d, stderr %q", taken.code, taken.stderr)
 	}

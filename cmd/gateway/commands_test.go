@@ -1,44 +1,12 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 )
-
-// binResult is how one run of the binary ended.
-type binResult struct {
-	code           int
-	stdout, stderr string
-}
-
-// runBin runs the gateway binary with args in dir ("" = here), with env
-// added to the environment, and returns its exit status and output.
-func runBin(t *testing.T, dir string, env []string, args ...string) binResult {
-	t.Helper()
-	cmd := exec.Command(gatewayBin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	res := binResult{stdout: out.String(), stderr: errb.String()}
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		res.code = ee.ExitCode()
-	default:
-		t.Fatal(err)
-	}
-	t.Logf("gateway %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), res.code, res.stdout, res.stderr)
-	return res
-}
 
 // allCommands are the subcommands `gateway -h` lists, in order.
 var allCommands = []string{"run", "demo", "check", "sign", "cname", "reload", "healthcheck", "config", "version", "help"}

@@ -143,7 +143,7 @@ func buildCommit() string {
 	if commit != "" {
 		return commit
 	}
-	return proxy.Revision()
+	return server.Revision()
 }
 
 // loadConfig loads path and applies every check `gateway run` makes before

@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -23,156 +22,6 @@ import (
 	"github.com/oss-gateway/gateway/internal/testkit"
 	"github.com/oss-gateway/gateway/ossemu"
 )
-
-// gatewayBin is the binary built once for every test in this file: what
-// these tests start is what operators run.
-var gatewayBin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "gateway-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	gatewayBin = filepath.Join(dir, "gateway")
-	build := exec.Command("go", "build", "-o", gatewayBin, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build gateway:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// freePort returns a loopback address nobody listens on right now.
-func freePort(t *testing.T) string {
-	t.Helper()
-	for {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		// A port just closed can be handed out again at once: never give
-		// the same one twice in a run, or two listeners of one config clash.
-		if _, dup := handedPorts.LoadOrStore(addr, true); !dup {
-			return addr
-		}
-	}
-}
-
-// handedPorts are the addresses freePort has returned in this test run.
-var handedPorts sync.Map
-
-// process is a running gateway binary.
-type process struct {
-	cmd    *exec.Cmd
-	stdout *testkit.Buffer
-	stderr *testkit.Buffer
-	http   string
-	admin  string
-}
-
-// startGateway writes cfg (with HTTP and ADMIN replaced by free ports) and
-// runs the binary on it until it is ready.
-func startGateway(t *testing.T, cfg string, env ...string) *process {
-	t.Helper()
-	return startGatewayOn(t, cfg, freePort(t), env...)
-}
-
-// startGatewayOn is startGateway with the HTTP address chosen by the caller
-// (an ACME server must know it before the gateway starts).
-func startGatewayOn(t *testing.T, cfg, httpAddr string, env ...string) *process {
-	t.Helper()
-	p := &process{stdout: &testkit.Buffer{}, stderr: &testkit.Buffer{}, http: httpAddr, admin: freePort(t)}
-	path := filepath.Join(t.TempDir(), "gateway.toml")
-	cfg = strings.NewReplacer("HTTPADDR", p.http, "ADMINADDR", p.admin).Replace(cfg)
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(gatewayBin, "run", "-config", path)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			p.cmd.Process.Kill()
-			p.cmd.Wait()
-		}
-		if t.Failed() {
-			t.Logf("gateway stderr:\n%s", p.stderr.String())
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + p.admin + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			return p
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("gateway did not start:\n%s", p.stderr.String())
-	return nil
-}
-
-func (p *process) get(t *testing.T, host, path string, hdr http.Header) (*http.Response, []byte) {
-	t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+p.http+path, nil)
-	req.Host = host
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, b
-}
-
-// startEmulator serves a fresh emulator on loopback.
-func startEmulator(t *testing.T) (*ossemu.Emulator, string) {
-	t.Helper()
-	emu := ossemu.New(ossemu.Options{Region: "cn-hangzhou"})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := emu.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return emu, ln.Addr().String()
-}
-
-const siteConfig = `
-[server]
-http_listen = "HTTPADDR"
-https_listen = ""
-
-[admin]
-listen = "ADMINADDR"
-
-[credentials]
-source = "%s"
-
-[[site]]
-name = "files"
-domains = ["files.test"]
-bucket = "bkt"
-region = "cn-hangzhou"
-endpoint = "http://%s"
-access = "%s"
-tls = "off"
-`
 
 func TestBinaryServesSignedRequestsAndStopsCleanly(t *testing.T) {
 	emu, emuAddr := startEmulator(t)
@@ -194,12 +43,13 @@ func TestBinaryServesSignedRequestsAndStopsCleanly(t *testing.T) {
 	if ready.StatusCode != 200 {
 		t.Fatalf("readyz %d", ready.StatusCode)
 	}
-	metrics, err := http.Get("http://" + p.admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mb, _ := io.ReadAll(metrics.Body)
-	metrics.Body.Close()
+	// The request is counted once its handler returns, which may be just
+	// after the client has read the whole answer.
+	var mb []byte
+	testkit.Eventually(t, 10*time.Second, "the request counted in /metrics", func() bool {
+		mb = []byte(scrape(t, p.admin))
+		return strings.Contains(string(mb), `gateway_requests_total{code="200",method="GET",site="files"} 1`)
+	})
 	for _, want := range []string{
 		`gateway_requests_total{code="200",method="GET",site="files"} 1`,
 		`gateway_build_info{goversion="go`,
@@ -213,13 +63,13 @@ func TestBinaryServesSignedRequestsAndStopsCleanly(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	if strings.Contains(string(mb), "binary-secret") || strings.Contains(p.stderr.String(), "binary-secret") || strings.Contains(p.stdout.String(), "binary-secret") {
-		t.Fatal("secret leaked into metrics or logs")
+	if strings.Contains(string(mb), "binary-secret") {
+		t.Fatal("secret leaked into metrics")
 	}
 
 	// The access log is one JSON line per request on stdout; it follows the
 	// answer and reaches the test through a pipe.
-	waitFor(t, func() bool { return strings.HasSuffix(p.stdout.String(), "\n") })
+	testkit.Eventually(t, 10*time.Second, "the access log line on stdout", func() bool { return strings.HasSuffix(p.stdout.String(), "\n") })
 	var line map[string]any
 	if err := json.Unmarshal([]byte(strings.TrimSpace(p.stdout.String())), &line); err != nil {
 		t.Fatalf("access log %q: %v", p.stdout.String(), err)
@@ -231,6 +81,10 @@ func TestBinaryServesSignedRequestsAndStopsCleanly(t *testing.T) {
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if err := p.cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.stderr.String())
+	}
+	// Wait has copied everything the process wrote: all of both logs.
+	if strings.Contains(p.stderr.String(), "binary-secret") || strings.Contains(p.stdout.String(), "binary-secret") {
+		t.Fatal("secret leaked into the logs")
 	}
 }
 
@@ -484,12 +338,12 @@ func TestReloadOnSIGHUPAndAdminAllowlist(t *testing.T) {
 	grown := strings.Replace(string(written), `domains = ["files.test"]`, `domains = ["files.test", "other.test"]`, 1)
 	os.WriteFile(path, []byte(grown), 0o600)
 	p.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, func() bool { r, _ := p.get(t, "other.test", "/a.txt", nil); return r.StatusCode == 200 })
+	testkit.Eventually(t, 10*time.Second, "other.test served after the reload", func() bool { r, _ := p.get(t, "other.test", "/a.txt", nil); return r.StatusCode == 200 })
 
 	// A broken file keeps the running config and counts an error.
 	os.WriteFile(path, []byte(grown+"\nnonsense = true\n"), 0o600)
 	p.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, func() bool { return strings.Contains(p.stderr.String(), "config reload failed") })
+	p.waitStderr(t, "config reload failed")
 	if r, _ := p.get(t, "other.test", "/a.txt", nil); r.StatusCode != 200 {
 		t.Fatalf("bad reload changed the config: %d", r.StatusCode)
 	}
@@ -501,7 +355,7 @@ func TestReloadOnSIGHUPAndAdminAllowlist(t *testing.T) {
 	// Admin paths are refused to addresses outside admin.allow, after a reload too.
 	os.WriteFile(path, []byte(strings.Replace(grown, "[admin]", "[admin]\nallow = [\"10.0.0.0/8\"]", 1)), 0o600)
 	p.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, func() bool {
+	testkit.Eventually(t, 10*time.Second, "/metrics refused after the admin.allow reload", func() bool {
 		r, err := http.Get("http://" + p.admin + "/metrics")
 		if err != nil {
 			return false
@@ -552,37 +406,6 @@ tls = "off"
 	if resp, _ := p.get(t, "pub.test", "/a.txt", nil); resp.StatusCode != 200 {
 		t.Fatalf("public site: %d", resp.StatusCode)
 	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatal("condition not reached in 10s")
-}
-
-func scrape(t *testing.T, admin string) string {
-	t.Helper()
-	r, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Body.Close()
-	b, _ := io.ReadAll(r.Body)
-	return string(b)
-}
-
-func grep(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 func TestSignPrintsAURLTheGatewayAccepts(t *testing.T) {
@@ -657,17 +480,5 @@ allow_ips = ["203.0.113.0/24"]
 	if got := send(""); !strings.HasPrefix(got, "403") {
 		t.Fatalf("no header: %s", got)
 	}
-	waitFor(t, func() bool { return strings.Contains(p.stdout.String(), `"client_ip":"203.0.113.5"`) })
-}
-
-// clientRequests are the requests the emulator saw for client traffic: the
-// gateway's readiness probes (HEAD of a bucket root) are left out.
-func clientRequests(emu *ossemu.Emulator) []ossemu.Request {
-	var out []ossemu.Request
-	for _, r := range emu.Requests() {
-		if r.Header.Get("User-Agent") != "oss-gateway-probe" {
-			out = append(out, r)
-		}
-	}
-	return out
+	p.waitStdout(t, `"client_ip":"203.0.113.5"`)
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/oss-gateway/gateway/internal/acmetest"
+	"github.com/oss-gateway/gateway/internal/testkit"
 	"github.com/oss-gateway/gateway/ossemu"
 )
 
@@ -115,7 +116,7 @@ func TestFleetSharesOneCertificateOnOSS(t *testing.T) {
 
 	roots := ca.Roots()
 	var leafA, leafB *x509.Certificate
-	ok := waitUntil(90*time.Second, func() bool {
+	ok := testkit.Within(90*time.Second, func() bool {
 		var errA, errB error
 		leafA, errA = servedCert(httpsA, "img.test", roots)
 		leafB, errB = servedCert(httpsB, "img.test", roots)

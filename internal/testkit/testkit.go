@@ -1,6 +1,11 @@
 // Package testkit holds the small helpers that tests across packages
-// share: a buffer loggers and tests can use at once, and a clock a test can
-// move. One copy here instead of one per package.
+// share: a buffer loggers and tests can use at once, a clock a test can
+// move, waiting for an effect the test cannot join (Eventually, Within),
+// and serving something on loopback for the test's lifetime (Listen,
+// Serve). One copy here instead of one per package.
+//
+// It imports nothing of the module, so that any package's tests, including
+// in-package tests of ossemu, can use it without an import cycle.
 package testkit
 
 import (
