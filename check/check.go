@@ -39,7 +39,6 @@ import (
 
 	"github.com/oss-gateway/gateway/config"
 	"github.com/oss-gateway/gateway/ossclient"
-	"github.com/oss-gateway/gateway/proxy"
 	proxyupstream "github.com/oss-gateway/gateway/proxy/upstream"
 	gwtls "github.com/oss-gateway/gateway/tls"
 )
