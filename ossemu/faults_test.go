@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/oss-gateway/gateway/internal/testkit"
 )
 
 func TestFaultStatus(t *testing.T) {
@@ -160,7 +162,7 @@ func TestFaultDelay(t *testing.T) {
 	e := New(Options{Region: testRegion})
 	e.CreateBucket("pub", PublicRead)
 	e.PutObject("pub", "k", []byte("v"), nil)
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	srv := e.Serve(ln)
 	defer srv.Close()
 	url := "http://" + ln.Addr().String() + "/pub/k"

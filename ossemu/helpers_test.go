@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -27,11 +26,6 @@ func startEmulator(t *testing.T, o Options) (*Emulator, string) {
 
 // listen opens a listener on a free 127.0.0.1 port, closed when the test
 // ends (TestFaultDelay serves on it by hand).
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	return testkit.Listen(t)
-}
-
 // sdkClient is an official SDK client pointed at the emulator (path style,
 // since the endpoint is an IP), without retries so errors surface as is.
 func sdkClient(addr, ak, sk, token string, region string) *oss.Client {

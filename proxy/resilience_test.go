@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oss-gateway/gateway/internal/testkit"
 	"github.com/oss-gateway/gateway/ossemu"
 )
 
@@ -143,7 +144,7 @@ func TestClientLeavingMidBackoffStopsRetries(t *testing.T) {
 			resp.Body.Close()
 		}
 	}()
-	waitUntil(t, func() bool { return e.upstreamCount() >= 1 })
+	testkit.Eventually(t, 10*time.Second, "the request at the upstream", func() bool { return e.upstreamCount() >= 1 })
 	cancel()
 	<-done
 	// Full jitter may have made the first backoff near zero; what matters
@@ -241,14 +242,4 @@ func TestObjectChangedMidResumeBreaksTheConnection(t *testing.T) {
 	if last.Header.Get("If-Match") == "" || !strings.HasPrefix(last.Header.Get("Range"), "bytes=1048576-") || last.Status != 412 {
 		t.Fatalf("resume request: Range %q If-Match %q status %d", last.Header.Get("Range"), last.Header.Get("If-Match"), last.Status)
 	}
-}
-
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatal("condition not reached")
 }
