@@ -113,7 +113,7 @@ func newGateway(cfg *config.Config, o Options) (*gateway, error) {
 		g.logger.Warn(w)
 	}
 	g.metrics = NewMetrics(g.reg, o.Version)
-	g.errorLog = serverErrorLog(g.logger, g.metrics.TLSHandshakeErrors)
+	g.errorLog = serverErrorLog(g.logger, g.metrics.handshakeErrors)
 	var err error
 	if g.creds, err = g.credentials(cfg); err != nil {
 		return nil, err
@@ -121,7 +121,7 @@ func newGateway(cfg *config.Config, o Options) (*gateway, error) {
 	// The access log is always wired; log.access_log switches it per config.
 	g.accessLogs = newLogSwitch(o.Stdout, accessLogConfig(cfg.Log))
 	g.h, err = proxy.New(cfg, proxy.Options{
-		Metrics:     g.metrics.Proxy,
+		Metrics:     g.metrics.handler,
 		Logger:      g.logger,
 		AccessLog:   slog.New(g.accessLogs),
 		Credentials: g.creds,
@@ -162,7 +162,7 @@ func (g *gateway) loadCertificates(cfg *config.Config) error {
 		return nil
 	}
 	var err error
-	g.certs, err = gwtls.New(cfg, gwtls.Options{Logger: g.logger, Metrics: g.metrics.TLS, Credentials: g.creds})
+	g.certs, err = gwtls.New(cfg, gwtls.Options{Logger: g.logger, Metrics: g.metrics.certs, Credentials: g.creds})
 	return err
 }
 
