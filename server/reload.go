@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/oss-gateway/gateway/config"
-	"github.com/oss-gateway/gateway/ossclient"
 )
 
 // reload applies the config file to the running gateway, for SIGHUP and
@@ -78,7 +77,7 @@ func (g *gateway) refreshCredentials(cfg, old *config.Config) {
 	if g.o.Credentials != nil || reflect.DeepEqual(cfg.Credentials, old.Credentials) {
 		return
 	}
-	p, err := ossclient.NewCredentialsProvider(cfg.Credentials)
+	p, err := g.credentials(cfg)
 	if err != nil { // proxy.Validate refused it already; keep the running one
 		g.logger.Error("config reload: credentials unusable; keeping the running ones", "error", err)
 		return
