@@ -93,6 +93,8 @@ type Cache struct {
 
 	lockFile *os.File
 
+	sitesMu sync.Mutex // serialises SyncSites (its record file)
+
 	mu      sync.Mutex
 	closed  bool
 	idx     index

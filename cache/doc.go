@@ -63,6 +63,12 @@
 // loss may lose recent entries (or leave a file the checks reject) but
 // cannot make one serve wrong bytes.
 //
+// Dir/sites.json records a fingerprint of each cache-enabled site's
+// definition (SyncSites at start, ChangeSites at each reload, both written
+// by rename), so a site whose bucket, prefix or anything else changed,
+// even while no process had the directory open, loses what it stored
+// under its old definition instead of serving it.
+//
 // The disk tier evicts the least recently used entries past MaxSize
 // (exactly, to the millisecond; hits record their time without a lock and
 // eviction re-sorts lazily, see lruHeap). After a restart the order starts

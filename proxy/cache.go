@@ -2,6 +2,9 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -89,25 +92,82 @@ func (h *Handler) PurgeCache(siteName, key string, prefix bool) (int, error) {
 	return 0, ErrNoSuchSite
 }
 
-// purgeChangedSites drops the cached entries of the sites a reload
-// changed or removed: what they stored was answered under the old rules
-// (bucket, prefix, headers), so none of it is trusted under the new ones.
+// purgeChangedSites drops the cached entries of the sites that changed,
+// were removed or stopped using the cache: what they stored was answered
+// under the old rules (bucket, prefix, headers), so none of it is trusted
+// under the new ones. old is the config a reload replaces; nil at start,
+// where the fingerprints the cache directory recorded at the last start or
+// reload stand for it, so a config edited while the gateway was stopped
+// is caught too. cur's fingerprints are recorded for the next start.
 func (h *Handler) purgeChangedSites(old, cur *config.Config) {
 	if h.cache == nil {
 		return
 	}
-	now := make(map[string]*config.Site, len(cur.Sites))
-	for i := range cur.Sites {
-		now[cur.Sites[i].Name] = &cur.Sites[i]
+	now := cacheFingerprints(cur)
+	var dropped map[string]int
+	var err error
+	if old == nil {
+		dropped, err = h.cache.SyncSites(now)
+	} else {
+		dropped, err = h.cache.ChangeSites(cacheFingerprints(old), now)
 	}
-	for i := range old.Sites {
-		o := &old.Sites[i]
-		if n := now[o.Name]; n == nil || !reflect.DeepEqual(o, n) {
-			if dropped := h.cache.PurgeSite(o.Name); dropped > 0 {
-				h.opts.Logger.Info("reload: site changed, its cached objects are dropped", "site", o.Name, "entries", dropped)
-			}
+	for site, n := range dropped {
+		h.opts.Logger.Info("cache: site changed, its cached objects are dropped", "site", site, "entries", n)
+	}
+	if err != nil {
+		// The purges are done; the next start may drop entries again.
+		h.opts.Logger.Warn("cache: recording the sites' fingerprints", "err", err)
+	}
+}
+
+// cacheFingerprints are the fingerprints of cfg's cache-enabled sites.
+func cacheFingerprints(cfg *config.Config) map[string]string {
+	fps := map[string]string{}
+	for i := range cfg.Sites {
+		if s := &cfg.Sites[i]; s.Cache.Enabled {
+			fps[s.Name] = siteFingerprint(s)
 		}
 	}
+	return fps
+}
+
+// siteFingerprint is the one test of "the site changed" for the cache,
+// at a reload as across a restart: the SHA-256 of every key of the
+// [[site]] table (parsed values included) that is not zero, so any change
+// to the table drops the site's entries, while a release that adds a key
+// whose default is zero keeps them. It is "" (matching nothing, so the
+// site's entries are always dropped) for a table that cannot be encoded,
+// which config's refusal of NaN and infinite numbers rules out.
+func siteFingerprint(s *config.Site) string {
+	h := sha256.New()
+	if err := writeNonZero(h, reflect.ValueOf(*s), ""); err != nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// writeNonZero writes each exported, non-zero field of the struct v as a
+// "path=JSON" line, descending into the config's own struct types.
+func writeNonZero(w io.Writer, v reflect.Value, path string) error {
+	t := v.Type()
+	for i := range t.NumField() {
+		f, sf := v.Field(i), t.Field(i)
+		if !sf.IsExported() || f.IsZero() {
+			continue
+		}
+		if sf.Type.Kind() == reflect.Struct && sf.Type.PkgPath() == t.PkgPath() {
+			if err := writeNonZero(w, f, path+sf.Name+"."); err != nil {
+				return err
+			}
+			continue
+		}
+		b, err := json.Marshal(f.Interface())
+		if err != nil {
+			return fmt.Errorf("%s%s: %w", path, sf.Name, err)
+		}
+		fmt.Fprintf(w, "%s%s=%s\n", path, sf.Name, b)
+	}
+	return nil
 }
 
 // cacheKey is the cache key of a GET of x.key, or false when the request

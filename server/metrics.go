@@ -17,21 +17,21 @@ import (
 // and the process's own, which Run sets: config reloads, client TLS
 // handshake failures and the build.
 type Metrics struct {
-	Proxy *proxy.Metrics
-	TLS   *gwtls.Metrics
-	// ConfigReloads is gateway_config_reloads_total{result}.
-	ConfigReloads *prometheus.CounterVec
-	// ConfigLastReloadOK is 1 while the last reload attempt succeeded (or
+	handler *proxy.Metrics
+	certs   *gwtls.Metrics
+	// reloads is gateway_config_reloads_total{result}.
+	reloads *prometheus.CounterVec
+	// lastReloadOK is 1 while the last reload attempt succeeded (or
 	// none was made), 0 after one was refused: an alert can fire on it
 	// without waiting for a rate to move.
-	ConfigLastReloadOK *prometheus.GaugeVec
-	// ConfigLastReloadTime is when the running config was loaded.
-	ConfigLastReloadTime *prometheus.GaugeVec
-	// TLSHandshakeErrors counts failed client handshakes by a bounded
+	lastReloadOK *prometheus.GaugeVec
+	// lastReloadTime is when the running config was loaded.
+	lastReloadTime *prometheus.GaugeVec
+	// handshakeErrors counts failed client handshakes by a bounded
 	// reason (scanners, old clients, unknown names).
-	TLSHandshakeErrors *prometheus.CounterVec
-	// BuildInfo is gateway_build_info: which release and revision run.
-	BuildInfo *prometheus.GaugeVec
+	handshakeErrors *prometheus.CounterVec
+	// buildInfo is gateway_build_info: which release and revision run.
+	buildInfo *prometheus.GaugeVec
 }
 
 // NewMetrics creates the gateway's series and registers them, with the Go
@@ -39,34 +39,34 @@ type Metrics struct {
 // The deploy tests read the metric contract from the registry it fills.
 func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 	m := &Metrics{
-		Proxy: proxy.NewMetrics(reg),
-		TLS:   gwtls.NewMetrics(reg),
-		ConfigReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+		handler: proxy.NewMetrics(reg),
+		certs:   gwtls.NewMetrics(reg),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_config_reloads_total", Help: "Config reloads, by result.",
 		}, []string{"result"}),
-		ConfigLastReloadOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		lastReloadOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gateway_config_last_reload_successful", Help: "1 when the last config reload succeeded (or none was tried), 0 when it was refused.",
 		}, nil),
-		ConfigLastReloadTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		lastReloadTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gateway_config_last_reload_success_timestamp_seconds", Help: "When the running config was loaded, in Unix seconds.",
 		}, nil),
-		TLSHandshakeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+		handshakeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_tls_handshake_errors_total", Help: "Client TLS handshakes that failed, by reason.",
 		}, []string{"reason"}),
-		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gateway_build_info", Help: "Always 1; labels carry the build.",
 		}, []string{"version", "revision", "goversion"}),
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(m.ConfigReloads, m.ConfigLastReloadOK, m.ConfigLastReloadTime, m.TLSHandshakeErrors, m.BuildInfo)
-	m.BuildInfo.WithLabelValues(version, Revision(), runtime.Version()).Set(1)
+	reg.MustRegister(m.reloads, m.lastReloadOK, m.lastReloadTime, m.handshakeErrors, m.buildInfo)
+	m.buildInfo.WithLabelValues(version, Revision(), runtime.Version()).Set(1)
 	// Both results exist from the start, so rate() and increase() see the
 	// first failure, and the loaded config counts as a good reload.
-	m.ConfigReloads.WithLabelValues("success")
-	m.ConfigReloads.WithLabelValues("error")
+	m.reloads.WithLabelValues("success")
+	m.reloads.WithLabelValues("error")
 	m.loaded(nil, time.Now())
 	for _, r := range handshakeReasons() {
-		m.TLSHandshakeErrors.WithLabelValues(r)
+		m.handshakeErrors.WithLabelValues(r)
 	}
 	return m
 }
@@ -84,18 +84,18 @@ func (m *Metrics) reloaded(err error, now time.Time) {
 	if err != nil {
 		result = "error"
 	}
-	m.ConfigReloads.WithLabelValues(result).Inc()
+	m.reloads.WithLabelValues(result).Inc()
 	m.loaded(err, now)
 }
 
 // loaded records a config load: err nil for the config now running.
 func (m *Metrics) loaded(err error, now time.Time) {
 	if err != nil {
-		m.ConfigLastReloadOK.WithLabelValues().Set(0)
+		m.lastReloadOK.WithLabelValues().Set(0)
 		return
 	}
-	m.ConfigLastReloadOK.WithLabelValues().Set(1)
-	m.ConfigLastReloadTime.WithLabelValues().Set(float64(now.UnixNano()) / 1e9)
+	m.lastReloadOK.WithLabelValues().Set(1)
+	m.lastReloadTime.WithLabelValues().Set(float64(now.UnixNano()) / 1e9)
 }
 
 // Revision is the VCS revision the binary was built from ("unknown" when
