@@ -1,8 +1,11 @@
-// Package ossclient builds official-SDK clients for the buckets the gateway
-// manages outside the request path: certificate storage, the CNAME lifecycle
-// and `gateway check`. The proxy itself signs with the SDK's signer directly;
-// these control-plane calls are rare, so the SDK's own client (retries,
-// error decoding, XML models) is worth its weight here.
+// Package ossclient is the gateway's use of the official SDK beyond the
+// signer: the credentials providers [credentials] names (which the proxy
+// signs with too), and SDK clients for the buckets the gateway manages
+// outside the request path: certificate storage, the CNAME lifecycle and
+// `gateway check`. The proxy itself signs with the SDK's signer directly;
+// control-plane calls are rare, so the SDK's own client (retries, error
+// decoding, XML models) is worth its weight here. Endpoint keywords map to
+// hosts through the proxy's own table, so both reach a bucket alike.
 package ossclient
 
 import (
