@@ -466,9 +466,8 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, x *exchang
 	m := obj.Meta()
 	size := obj.Size()
 	hdr := w.Header()
-	copyResponseHeader(hdr, m.Header.Clone())
-	xc := strings.ToUpper(result)
-	hdr["X-Cache"] = []string{xc}
+	copyResponseHeader(hdr, m.Header) // shares the stored values, capped: an Add copies
+	hdr["X-Cache"] = xCacheValue(result)
 	h.opts.Metrics.CacheRequests.WithLabelValues(s.name, result).Inc()
 	origin := r.Header.Get("Origin")
 
@@ -497,7 +496,7 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, x *exchang
 		}
 	}
 	hdr["Content-Length"] = []string{strconv.FormatInt(n, 10)}
-	hdr["Accept-Ranges"] = []string{"bytes"}
+	hdr["Accept-Ranges"] = acceptRangesBytes
 	s.cors.apply(hdr, origin, r.Method)
 	s.disposition.apply(hdr, x.key, status, x.download, x.downloadName)
 	x.status = status
@@ -514,7 +513,7 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, x *exchang
 	case d > 0 && isFile:
 		nw, err = sendFileProgress(w, f, base+off, n, d)
 	case d > 0:
-		nw, err = obj.WriteRangeTo(h.clientWriter(r, x, w), off, n)
+		nw, err = writeProgress(w, obj, off, n, d)
 	default:
 		// w's ReadFrom: sendfile(2) for a file-backed object on plain HTTP.
 		nw, err = obj.WriteRangeTo(w, off, n)
@@ -558,6 +557,50 @@ func sendFileProgress(w http.ResponseWriter, f *os.File, off, n int64, d time.Du
 	}
 	return sent, nil
 }
+
+// writeProgress sends n bytes of a memory object from off in chunks, each
+// of which must go out within d, as sendFileProgress does for files: a
+// small object is one deadline and one write, with nothing allocated for
+// the body; a large one cannot hold a slow but reading client to a single
+// deadline.
+func writeProgress(w http.ResponseWriter, obj *cache.Object, off, n int64, d time.Duration) (int64, error) {
+	rc := http.NewResponseController(w)
+	var sent int64
+	for sent < n {
+		_ = rc.SetWriteDeadline(time.Now().Add(d))
+		k, err := obj.WriteRangeTo(w, off+sent, min(sendFileChunk, n-sent))
+		sent += k
+		if err != nil {
+			return sent, err
+		}
+	}
+	return sent, nil
+}
+
+// xCacheValue is the X-Cache header value of a cache result. The slices
+// are shared by every response: net/http only reads header values, and
+// each has its capacity at its length, so an Add would copy.
+func xCacheValue(result string) []string {
+	switch result {
+	case cacheHit:
+		return xCacheHIT
+	case cacheMiss:
+		return xCacheMISS
+	case cacheRevalidated:
+		return xCacheREVALIDATED
+	case cacheStale:
+		return xCacheSTALE
+	}
+	return []string{strings.ToUpper(result)}
+}
+
+var (
+	xCacheHIT         = []string{"HIT"}[:1:1]
+	xCacheMISS        = []string{"MISS"}[:1:1]
+	xCacheREVALIDATED = []string{"REVALIDATED"}[:1:1]
+	xCacheSTALE       = []string{"STALE"}[:1:1]
+	acceptRangesBytes = []string{"bytes"}[:1:1]
+)
 
 // notModifiedDrop are the headers of a 200 that describe its body, which
 // a 304 made from it has none of.

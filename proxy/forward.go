@@ -306,14 +306,17 @@ func listedIn(conn []string, k string) bool {
 	return false
 }
 
-// copyResponseHeader copies OSS's end-to-end headers to the client.
+// copyResponseHeader copies OSS's end-to-end headers to the client. The
+// value slices are shared with src, capped at their length, so that an Add
+// to dst copies instead of writing into src (a stored response's headers
+// serve every hit).
 func copyResponseHeader(dst, src http.Header) {
 	conn := connectionListed(src["Connection"])
 	for k, vv := range src {
 		if isHop(k) || listedIn(conn, k) {
 			continue
 		}
-		dst[k] = vv
+		dst[k] = vv[:len(vv):len(vv)]
 	}
 }
 
