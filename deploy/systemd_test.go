@@ -76,6 +76,7 @@ var unitRequirements = []struct{ section, key, want string }{
 	{"Service", "TimeoutStopSec", ""},
 	{"Service", "LimitNOFILE", "1048576"},
 	{"Service", "StateDirectory", "gateway"},
+	{"Service", "CacheDirectory", "gateway"}, // [cache] path = "/var/cache/gateway" under ProtectSystem=strict
 	{"Service", "ConfigurationDirectory", "gateway"},
 	{"Service", "AmbientCapabilities", "CAP_NET_BIND_SERVICE"},
 	{"Service", "CapabilityBoundingSet", "CAP_NET_BIND_SERVICE"},

@@ -393,8 +393,9 @@ func hasDirective(s, tok string) bool {
 func (h *Handler) serveFill(w http.ResponseWriter, r *http.Request, x *exchange, fl *cache.Fill, meta cache.Meta) bool {
 	s := x.site
 	hdr := w.Header()
-	copyResponseHeader(hdr, meta.Header.Clone())
-	hdr["X-Cache"] = []string{"MISS"}
+	copyResponseHeader(hdr, meta.Header)
+	hdr["X-Cache"] = xCacheMISS
+	x.cache = cacheMiss
 	h.opts.Metrics.CacheRequests.WithLabelValues(s.name, cacheMiss).Inc()
 	status := meta.Status
 	off, n := int64(0), meta.Size
@@ -468,6 +469,7 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, x *exchang
 	hdr := w.Header()
 	copyResponseHeader(hdr, m.Header) // shares the stored values, capped: an Add copies
 	hdr["X-Cache"] = xCacheValue(result)
+	x.cache = result
 	h.opts.Metrics.CacheRequests.WithLabelValues(s.name, result).Inc()
 	origin := r.Header.Get("Origin")
 

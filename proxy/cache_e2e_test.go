@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -509,5 +511,60 @@ func TestCacheRevalidation404Drops(t *testing.T) {
 	resp = e.do("GET", "cprv.test", "/secret.txt", nil, nil)
 	if body := readBody(t, resp); resp.StatusCode != 503 || resp.Header.Get("X-Cache") == "STALE" {
 		t.Fatalf("after the 404: %d X-Cache %q %q", resp.StatusCode, resp.Header.Get("X-Cache"), body)
+	}
+}
+
+// A config changed while the gateway was stopped is caught at start: each
+// step starts a gateway on the same cache directory and emulator, asks
+// for hello.txt on sites a and b, and stops. A site's entries survive a
+// restart only if its [[site]] table is unchanged; a removed site's are
+// gone even when it comes back as it was.
+func TestCacheSitesChangedWhileStopped(t *testing.T) {
+	emu := ossemu.New(ossemu.Options{Region: region})
+	emu.CreateBucket(pubBucket, ossemu.PublicRead)
+	emu.PutObject(pubBucket, "hello.txt", []byte("hello public"), nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := emu.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	dir := t.TempDir()
+	site := func(name, ttl string) string {
+		return fmt.Sprintf("\n[[site]]\nname = %q\ndomains = [\"%s.test\"]\nbucket = %q\nregion = %q\nendpoint = \"http://%s\"\naccess = \"public\"\ntls = \"off\"\n[site.cache]\nenabled = true\nttl = %q\n",
+			name, name, pubBucket, region, ln.Addr(), ttl)
+	}
+	for _, step := range []struct {
+		name  string
+		sites string
+		want  map[string]string // site -> X-Cache of the first GET
+	}{
+		{"first start", site("a", "1m") + site("b", "1m"), map[string]string{"a": "MISS", "b": "MISS"}},
+		{"unchanged", site("a", "1m") + site("b", "1m"), map[string]string{"a": "HIT", "b": "HIT"}},
+		{"a changed", site("a", "2m") + site("b", "1m"), map[string]string{"a": "MISS", "b": "HIT"}},
+		{"b removed", site("a", "2m"), map[string]string{"a": "HIT"}},
+		{"b back as it was", site("a", "2m") + site("b", "1m"), map[string]string{"a": "HIT", "b": "MISS"}},
+	} {
+		text := fmt.Sprintf("[server]\nhttps_listen = \"\"\nhttp_listen = \"127.0.0.1:0\"\n[cache]\npath = %q\nmax_size = \"64MiB\"\nmax_object_size = \"8MiB\"\n%s", dir, step.sites)
+		cfg, err := config.Parse("test.toml", []byte(text))
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		h, err := proxy.New(cfg, proxy.Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		for name, want := range step.want {
+			for i, xc := range []string{want, "HIT"} {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest("GET", "http://"+name+".test/hello.txt", nil))
+				if rec.Code != 200 || rec.Body.String() != "hello public" || rec.Header().Get("X-Cache") != xc {
+					t.Errorf("%s: GET %s #%d: %d %q X-Cache %q, want %s", step.name, name, i+1, rec.Code, rec.Body.String(), rec.Header().Get("X-Cache"), xc)
+				}
+			}
+		}
+		if err := h.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

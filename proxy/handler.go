@@ -107,6 +107,7 @@ func New(cfg *config.Config, o Options) (*Handler, error) {
 		return nil, err
 	}
 	h.cache, h.cacheConf = c, cfg.Cache
+	h.purgeChangedSites(nil, cfg) // sites changed while the gateway was stopped
 	if err := h.Load(cfg); err != nil {
 		_ = h.Close()
 		return nil, err
@@ -248,6 +249,10 @@ type exchange struct {
 	resumes      int
 	denied       string
 	err          error
+	// cache is how the object cache answered: hit, miss, revalidated or
+	// stale (X-Cache in lower case); "" when the request did not go
+	// through it.
+	cache string
 
 	w http.ResponseWriter // the client's, for deadlines on its connection
 
@@ -494,6 +499,7 @@ func (h *Handler) finish(r *http.Request, x *exchange) {
 			slog.String("upstream_request_id", x.upstreamID),
 			slog.String("denied", x.denied),
 			slog.String("upstream_error", cause),
+			slog.String("cache", x.cache),
 		)
 	}
 }
