@@ -166,7 +166,7 @@ func TestACMEObtainsOverEachChallenge(t *testing.T) {
 			if got := resp.Header.Get("Strict-Transport-Security"); got != "max-age=31536000" {
 				t.Errorf("HSTS = %q", got)
 			}
-			waitFor(t, func() bool {
+			testkit.Eventually(t, 20*time.Second, "the expiry gauge of "+tc.domain, func() bool {
 				return testutil.ToFloat64(g.expiry.WithLabelValues(tc.domain)) == float64(leaf.NotAfter.Unix())
 			})
 		})
@@ -235,7 +235,7 @@ func TestRenewsNearExpiry(t *testing.T) {
 	if !second.NotAfter.After(first.NotAfter) {
 		t.Fatalf("renewed certificate expires %s, not after the first's %s", second.NotAfter, first.NotAfter)
 	}
-	waitFor(t, func() bool {
+	testkit.Eventually(t, 20*time.Second, "the expiry gauge of the renewed certificate", func() bool {
 		return testutil.ToFloat64(g.expiry.WithLabelValues("renew.test")) >= float64(second.NotAfter.Unix())
 	})
 }
@@ -251,7 +251,7 @@ func TestFailedRenewalKeepsServingTheOldCertificate(t *testing.T) {
 	first := g.waitCert(t, "outage.test", ca.Roots(), 60*time.Second, nil)
 	ca.Stop()
 	// The renewal window opens 6 s after issue; wait for the failed attempt.
-	waitFor(t, func() bool {
+	testkit.Eventually(t, 20*time.Second, "the failed renewal in the log", func() bool {
 		for _, l := range strings.Split(g.logs.String(), "\n") {
 			if strings.Contains(l, `"level":"ERROR"`) && strings.Contains(l, `"component":"tls.renew"`) && strings.Contains(l, "connection refused") {
 				return true
@@ -287,20 +287,8 @@ func TestCADownKeepsServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	waitFor(t, func() bool { return strings.Contains(g.logs.String(), deadAddr) })
+	testkit.Eventually(t, 20*time.Second, "the dead address in the log", func() bool { return strings.Contains(g.logs.String(), deadAddr) })
 	if _, err := g.handshake("down.test", nil); err == nil {
 		t.Fatal("handshake succeeded without a certificate")
 	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("condition not met within 20s")
 }

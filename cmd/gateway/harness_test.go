@@ -207,13 +207,6 @@ func startEmulator(t *testing.T) (*ossemu.Emulator, string) {
 	return emu, testkit.Serve(t, emu.Serve)
 }
 
-// waitFor waits up to 10 s for cond. It remains for metrics_test.go; the
-// other tests call testkit.Eventually, which names what timed out.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	testkit.Eventually(t, 10*time.Second, "the condition", cond)
-}
-
 // clientRequests are the requests the emulator saw for client traffic: the
 // gateway's readiness probes (HEAD of a bucket root) are left out.
 func clientRequests(emu *ossemu.Emulator) []ossemu.Request {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/oss-gateway/gateway/internal/testkit"
 	"github.com/oss-gateway/gateway/ossemu"
 )
 
@@ -130,7 +131,7 @@ max_delay = "2ms"
 		t.Fatal(err)
 	}
 	var fams map[string]*dto.MetricFamily
-	waitFor(t, func() bool {
+	testkit.Eventually(t, 10*time.Second, "the reload counted in /metrics", func() bool {
 		fams = parseScrape(t, scrape(t, p.admin))
 		return sum(fams, "gateway_config_reloads_total", map[string]string{"result": "success"}) == 1
 	})
