@@ -167,7 +167,7 @@ func Open(o Options) (*Cache, error) {
 		c.mem = otter.Must(&otter.Options[[32]byte, *Object]{
 			MaximumWeight: uint64(o.Memory),
 			Weigher: func(_ [32]byte, ob *Object) uint32 {
-				return uint32(max(len(ob.body), 1))
+				return memWeight(ob, ob.ent.bodyOff-prefixLen)
 			},
 			OnDeletion: func(ev otter.DeletionEvent[[32]byte, *Object]) {
 				if ev.Cause == otter.CauseOverflow {
@@ -258,8 +258,13 @@ func (c *Cache) open(e *entry) (*Object, error) {
 		_ = f.Close()
 		return nil, err
 	}
+	hdr, err := e.readHeader(f)
+	if err != nil {
+		_ = f.Close()
+		return nil, err
+	}
 	if !keep {
-		return &Object{ent: e, f: f, off: e.bodyOff, n: e.bodyLen}, nil
+		return &Object{ent: e, f: f, off: e.bodyOff, n: e.bodyLen, hdr: hdr}, nil
 	}
 	if body == nil {
 		body = make([]byte, e.bodyLen)
@@ -269,7 +274,7 @@ func (c *Cache) open(e *entry) (*Object, error) {
 		}
 	}
 	_ = f.Close()
-	o := &Object{ent: e, inMem: true, body: body, n: e.bodyLen}
+	o := &Object{ent: e, inMem: true, body: body, n: e.bodyLen, hdr: hdr}
 	c.mu.Lock()
 	if !c.closed && c.idx.byHash[e.hash] == e { // not purged or replaced meanwhile
 		c.mem.Set(e.hash, o)

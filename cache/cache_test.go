@@ -608,3 +608,73 @@ func TestClosedCache(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestIndexKeepsNoHeaders: an entry in the index holds what freshness and
+// conditionals need, never OSS's header, so the index costs a fixed few
+// hundred bytes per entry however much OSS sent; hits still answer with
+// the whole header, from memory or read from the file (also after a
+// restart), and a file whose header went bad since it was loaded is a miss,
+// never headers from another response.
+func TestIndexKeepsNoHeaders(t *testing.T) {
+	dir := t.TempDir()
+	c := openT(t, Options{Dir: dir, Memory: 64 << 10, MemoryObjectSize: 8 << 10})
+	big := func(etag string) Meta {
+		m := okMeta(0, etag)
+		for i := range 20 {
+			m.Header.Set("X-Oss-Meta-Field-"+itoa(i), strings.Repeat("v", 100))
+		}
+		return m
+	}
+	fill := func(c *Cache, k Key, data []byte, etag string) {
+		t.Helper()
+		f := newFetcher(data, etag)
+		f.meta = big(etag)
+		f.meta.Size = int64(len(data))
+		fillAndWait(t, c, k, f)
+	}
+	noHeaders := func(c *Cache) {
+		t.Helper()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, e := range c.idx.byHash {
+			if h := e.meta.Load().Header; h != nil {
+				t.Fatalf("index entry %s keeps %d headers", e.key, len(h))
+			}
+		}
+	}
+	fill(c, key("mem"), payload(1000, 1), `"m"`)
+	fill(c, key("file"), payload(16<<10, 2), `"f"`)
+	noHeaders(c)
+	bodies := map[Key][]byte{key("mem"): payload(1000, 1), key("file"): payload(16<<10, 2)}
+	for _, k := range []Key{key("mem"), key("file")} {
+		if got := mustHit(t, c, k, bodies[k]).Meta().Header.Get("X-Oss-Meta-Field-19"); len(got) != 100 {
+			t.Fatalf("%s: hit header %q", k, got)
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c2 := openT(t, Options{Dir: dir, Memory: 64 << 10, MemoryObjectSize: 8 << 10})
+	noHeaders(c2)
+	for _, k := range []Key{key("mem"), key("file")} {
+		if got := mustHit(t, c2, k, bodies[k]).Meta().Header.Get("X-Oss-Meta-Field-0"); len(got) != 100 {
+			t.Fatalf("%s after restart: hit header %q", k, got)
+		}
+	}
+	// Damage the header of a loaded file entry: its next hit misses and
+	// drops it.
+	fill(c2, key("late"), payload(16<<10, 3), `"l"`)
+	path := entryFile(t, c2, key("late"))
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("XXXX"), prefixLen+4); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	mustMiss(t, c2, key("late"))
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("the damaged entry's file is still there: %v", err)
+	}
+}

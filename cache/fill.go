@@ -624,6 +624,8 @@ func (c *Cache) commit(fl *flight, w *entryWriter, n int64, body []byte) error {
 		hash: fl.hash, key: fl.key, path: path, size: w.bodyOff + n,
 		bodyOff: w.bodyOff, bodyLen: n, sum: sum, slot: 0, seq: 1, heapIdx: -1,
 	}
+	hdr := meta.Header
+	meta.Header = nil // the index keeps no header: hits read it from memory or the file
 	e.meta.Store(&meta)
 	e.access.Store(c.clock())
 	e.verified.Store(true)
@@ -638,7 +640,7 @@ func (c *Cache) commit(fl *flight, w *entryWriter, n int64, body []byte) error {
 	victims := c.evictLocked()
 	if c.mem != nil {
 		if body != nil && n <= c.memMax && e.heapIdx >= 0 {
-			c.mem.Set(fl.hash, &Object{ent: e, inMem: true, body: body, n: n})
+			c.mem.Set(fl.hash, &Object{ent: e, inMem: true, body: body, n: n, hdr: hdr})
 		} else if old != nil {
 			c.mem.Invalidate(fl.hash)
 		}

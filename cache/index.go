@@ -84,16 +84,18 @@ func (h *lruHeap) Pop() any {
 // VersionID): PurgeObject and PurgeSite touch only the entries they drop;
 // PurgePrefix scans the object keys of one site. A sorted structure would
 // make prefix purges faster but cost on every insert, and purges are rare
-// admin actions while inserts happen on every fill.
+// admin actions while inserts happen on every fill. An object's variants
+// are a slice, not a map: nearly every object has one, and a map of one
+// costs hundreds of bytes per entry.
 type index struct {
 	byHash map[[32]byte]*entry
-	sites  map[string]map[string]map[[32]byte]*entry // site -> object -> variants
+	sites  map[string]map[string][]*entry // site -> object -> variants
 	lru    lruHeap
 	bytes  int64 // sum of entry sizes
 }
 
 func newIndex() index {
-	return index{byHash: map[[32]byte]*entry{}, sites: map[string]map[string]map[[32]byte]*entry{}}
+	return index{byHash: map[[32]byte]*entry{}, sites: map[string]map[string][]*entry{}}
 }
 
 // add inserts e; it returns the entry it replaced, if any.
@@ -104,15 +106,10 @@ func (x *index) add(e *entry) (old *entry) {
 	x.byHash[e.hash] = e
 	objs := x.sites[e.key.Site]
 	if objs == nil {
-		objs = map[string]map[[32]byte]*entry{}
+		objs = map[string][]*entry{}
 		x.sites[e.key.Site] = objs
 	}
-	vars := objs[e.key.Object]
-	if vars == nil {
-		vars = map[[32]byte]*entry{}
-		objs[e.key.Object] = vars
-	}
-	vars[e.hash] = e
+	objs[e.key.Object] = append(objs[e.key.Object], e)
 	e.heapKey = e.access.Load()
 	heap.Push(&x.lru, e)
 	x.bytes += e.size
@@ -126,11 +123,19 @@ func (x *index) remove(e *entry) bool {
 	}
 	delete(x.byHash, e.hash)
 	if objs := x.sites[e.key.Site]; objs != nil {
-		if vars := objs[e.key.Object]; vars != nil {
-			delete(vars, e.hash)
-			if len(vars) == 0 {
-				delete(objs, e.key.Object)
+		vars := objs[e.key.Object]
+		for i, v := range vars {
+			if v == e {
+				vars[i] = vars[len(vars)-1]
+				vars[len(vars)-1] = nil
+				vars = vars[:len(vars)-1]
+				break
 			}
+		}
+		if len(vars) == 0 {
+			delete(objs, e.key.Object)
+		} else {
+			objs[e.key.Object] = vars
 		}
 		if len(objs) == 0 {
 			delete(x.sites, e.key.Site)
@@ -163,16 +168,11 @@ func (x *index) matching(site, object string, prefix bool) []*entry {
 	objs := x.sites[site]
 	var out []*entry
 	if !prefix {
-		for _, e := range objs[object] {
-			out = append(out, e)
-		}
-		return out
+		return append(out, objs[object]...)
 	}
 	for name, vars := range objs {
 		if strings.HasPrefix(name, object) {
-			for _, e := range vars {
-				out = append(out, e)
-			}
+			out = append(out, vars...)
 		}
 	}
 	return out

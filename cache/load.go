@@ -175,6 +175,7 @@ func loadEntry(path string, h [32]byte) (*entry, error) {
 		bodyOff: fh.bodyOff, bodyLen: fh.bodyLen, sum: fh.sum,
 		slot: fh.slot, seq: fh.seq, heapIdx: -1,
 	}
+	fh.meta.Header = nil // read from the file by the hits that need it
 	e.meta.Store(&fh.meta)
 	e.access.Store(st.ModTime().UnixNano())
 	return e, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 )
 
@@ -32,12 +33,41 @@ type Object struct {
 	f     *os.File // file Object: the pinned entry file
 	off   int64    // body offset in f
 	n     int64    // body length
+	hdr   http.Header
 	lr    io.LimitedReader
 }
 
 // Meta returns the entry's metadata, with the Stored of the latest Touch.
 // Its Header is shared: do not modify it.
-func (o *Object) Meta() Meta { return *o.ent.meta.Load() }
+func (o *Object) Meta() Meta {
+	m := *o.ent.meta.Load()
+	m.Header = o.hdr
+	return m
+}
+
+// memWeight is what a memory Object counts against Options.Memory: its
+// body, and its header as the heap holds it (a map of strings, about three
+// times its encoded size) with the Object around it.
+func memWeight(o *Object, encodedHeader int64) uint32 {
+	return uint32(max(int64(len(o.body))+3*encodedHeader+256, 1))
+}
+
+// readHeader reads e's response header from its open file. The index keeps
+// only what freshness and conditionals need (Meta without Header), so an
+// entry costs a few hundred bytes of memory whatever OSS sent; the header
+// comes from the file when a hit needs it, checked like the rest of the
+// file's header (CRC, key).
+func (e *entry) readHeader(f *os.File) (http.Header, error) {
+	p := make([]byte, e.bodyOff)
+	if _, err := f.ReadAt(p, 0); err != nil {
+		return nil, fmt.Errorf("reading the header of %s: %w: %w", e.path, errCorrupt, err)
+	}
+	fh, err := parseHeader(p[:prefixLen], p[prefixLen:])
+	if err != nil || fh.key != e.key || fh.bodyLen != e.bodyLen {
+		return nil, fmt.Errorf("header of %s: %w (%v)", e.path, errCorrupt, err)
+	}
+	return fh.meta.Header, nil
+}
 
 // Key returns the key the object is stored under.
 func (o *Object) Key() Key { return o.ent.key }
