@@ -100,12 +100,8 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, x *exchange) (
 // connection's progress deadline.
 func (h *Handler) sendBody(r *http.Request, x *exchange, dst io.Writer, body io.Reader) (int64, error) {
 	sink := upstream.Sink{W: dst}
-	if rf, ok := x.w.(io.ReaderFrom); ok && r.TLS == nil && r.ProtoMajor == 1 && x.site.egressBytesPerSec == 0 {
-		sink.Direct = rf
-		if d := x.st.progressTimeout; d > 0 {
-			rc := http.NewResponseController(x.w)
-			sink.BeforeChunk = func() { _ = rc.SetWriteDeadline(time.Now().Add(d)) }
-		}
+	if r.TLS == nil && r.ProtoMajor == 1 && x.site.egressBytesPerSec == 0 {
+		sink.Client, sink.Progress = x.w, x.st.progressTimeout
 	}
 	return upstream.Stream(sink, body)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,15 +49,17 @@ func Copy(w io.Writer, src io.Reader) (int64, error) {
 
 // Sink is where Stream sends a body: the writer every byte may go through,
 // and, when the client's connection is plain TCP that nothing in between
-// needs to see (HTTP/1.1 without TLS, no rate limit), its ReaderFrom, which
-// net/http implements with splice(2) from a TCP source.
+// needs to see (HTTP/1.1 without TLS, no rate limit), the client's
+// ResponseWriter, whose ReaderFrom net/http implements with splice(2) from
+// a TCP source.
 type Sink struct {
 	W io.Writer
-	// Direct is the client connection's ReaderFrom, or nil.
-	Direct io.ReaderFrom
-	// BeforeChunk, when set, runs before each chunk that goes by Direct,
-	// which bypasses W: the client's per-write deadline.
-	BeforeChunk func()
+	// Client is the client's ResponseWriter when the body may bypass W,
+	// or nil.
+	Client http.ResponseWriter
+	// Progress, when set, is the write deadline of each chunk sent by
+	// Client, which bypasses W and whatever deadline W keeps.
+	Progress time.Duration
 }
 
 // splicer is a body that can move itself socket to socket: the native
@@ -64,7 +67,7 @@ type Sink struct {
 // one. done is false when it cannot (TLS, chunked, little left), and
 // nothing was sent.
 type splicer interface {
-	spliceTo(s Sink, progress func()) (n int64, err error, done bool)
+	spliceTo(s Sink, rf io.ReaderFrom, progress func()) (n int64, err error, done bool)
 }
 
 // Stream sends an OSS response body to the client. A body of the native
@@ -72,17 +75,20 @@ type splicer interface {
 // the wire moves from socket to socket inside the kernel when the sink
 // allows it (no copy through the gateway's memory); everything else goes
 // through Copy. Either way a write failure is wrapped in ErrClientWrite and
-// an upstream failure is not.
+// an upstream failure is not. A body that cannot splice costs nothing
+// beyond Copy.
 func Stream(s Sink, body io.Reader) (int64, error) {
-	if sp, ok := body.(splicer); ok && s.Direct != nil {
-		if n, err, done := sp.spliceTo(s, nil); done {
-			return n, err
+	if sp, ok := body.(splicer); ok && s.Client != nil {
+		if rf, ok := s.Client.(io.ReaderFrom); ok {
+			if n, err, done := sp.spliceTo(s, rf, nil); done {
+				return n, err
+			}
 		}
 	}
 	return Copy(s.W, body)
 }
 
-func (b *upBody) spliceTo(s Sink, progress func()) (int64, error, bool) {
+func (b *upBody) spliceTo(s Sink, rf io.ReaderFrom, progress func()) (int64, error, bool) {
 	fb, ok := b.body.(*fixedBody)
 	if !ok || fb.n-int64(b.conn.br.Buffered()) <= copyBufSize {
 		return 0, nil, false
@@ -96,11 +102,15 @@ func (b *upBody) spliceTo(s Sink, progress func()) (int64, error, bool) {
 	if err != nil {
 		return n, err, true
 	}
+	var rc *http.ResponseController
+	if s.Progress > 0 {
+		rc = http.NewResponseController(s.Client)
+	}
 	for fb.n > 0 {
-		if s.BeforeChunk != nil {
-			s.BeforeChunk()
+		if rc != nil {
+			_ = rc.SetWriteDeadline(time.Now().Add(s.Progress))
 		}
-		m, err := s.Direct.ReadFrom(&io.LimitedReader{R: tcp, N: min(fb.n, copyBufSize)})
+		m, err := rf.ReadFrom(&io.LimitedReader{R: tcp, N: min(fb.n, copyBufSize)})
 		n += m
 		fb.n -= m
 		if m > 0 && progress != nil {
@@ -177,12 +187,12 @@ func (g *stallGuard) Close() error {
 	return g.body.Close()
 }
 
-func (g *stallGuard) spliceTo(s Sink, _ func()) (int64, error, bool) {
+func (g *stallGuard) spliceTo(s Sink, rf io.ReaderFrom, _ func()) (int64, error, bool) {
 	sp, ok := g.body.(splicer)
 	if !ok {
 		return 0, nil, false
 	}
-	n, err, done := sp.spliceTo(s, func() { g.timer.Reset(g.d) })
+	n, err, done := sp.spliceTo(s, rf, func() { g.timer.Reset(g.d) })
 	if err != nil && g.stalled.Load() && !errors.Is(err, ErrClientWrite) {
 		err = errStalled
 	}

@@ -28,29 +28,28 @@ type sendResult struct {
 	err     error
 }
 
-// spyReaderFrom is a client connection's ReaderFrom that tells whether
-// Stream used it.
-type spyReaderFrom struct {
-	rf   io.ReaderFrom
+// spyWriter is a client's ResponseWriter that tells whether Stream used
+// its ReaderFrom (the splice path).
+type spyWriter struct {
+	http.ResponseWriter
 	used bool
 }
 
-func (s *spyReaderFrom) ReadFrom(r io.Reader) (int64, error) {
+func (s *spyWriter) ReadFrom(r io.Reader) (int64, error) {
 	s.used = true
-	return s.rf.ReadFrom(r)
+	return s.ResponseWriter.(io.ReaderFrom).ReadFrom(r)
 }
+
+func (s *spyWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // streamToClient sends body to w as the proxy does for a plain HTTP/1.1
 // client: through w, or by w's ReaderFrom (splice) when the body allows,
 // each chunk with a write deadline.
 func streamToClient(w http.ResponseWriter, body io.Reader) sendResult {
 	sink := Sink{W: w}
-	spy := &spyReaderFrom{}
-	if rf, ok := w.(io.ReaderFrom); ok {
-		spy.rf = rf
-		sink.Direct = spy
-		rc := http.NewResponseController(w)
-		sink.BeforeChunk = func() { _ = rc.SetWriteDeadline(time.Now().Add(5 * time.Second)) }
+	spy := &spyWriter{ResponseWriter: w}
+	if _, ok := w.(io.ReaderFrom); ok {
+		sink.Client, sink.Progress = spy, 5*time.Second
 	}
 	n, err := Stream(sink, body)
 	return sendResult{spy.used, n, err}
