@@ -248,9 +248,9 @@ func (c *Cache) Lookup(k Key) (*Object, bool) {
 // open makes an Object of a disk entry, verifying the body first if it was
 // loaded from disk, and moving a small body into the memory tier.
 func (c *Cache) open(e *entry) (*Object, error) {
-	f, err := os.Open(e.path)
+	f, err := os.Open(e.path())
 	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", e.path, err)
+		return nil, fmt.Errorf("opening %s: %w", e.path(), err)
 	}
 	keep := c.mem != nil && e.bodyLen <= c.memMax
 	body, err := e.verify(f, keep)
@@ -270,7 +270,7 @@ func (c *Cache) open(e *entry) (*Object, error) {
 		body = make([]byte, e.bodyLen)
 		if _, err := f.ReadAt(body, e.bodyOff); err != nil {
 			_ = f.Close()
-			return nil, fmt.Errorf("reading %s: %w", e.path, err)
+			return nil, fmt.Errorf("reading %s: %w", e.path(), err)
 		}
 	}
 	_ = f.Close()
@@ -325,7 +325,7 @@ func (c *Cache) Touch(k Key, now time.Time) error {
 	slot, seq := 1-e.slot, e.seq+1
 	var b [slotLen]byte
 	putSlot(b[:], slot, now, seq)
-	f, err := os.OpenFile(e.path, os.O_WRONLY, 0)
+	f, err := os.OpenFile(e.path(), os.O_WRONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("cache: touching %s: evicted meanwhile: %w", k, ErrNotFound)
 	}
@@ -337,7 +337,7 @@ func (c *Cache) Touch(k Key, now time.Time) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("cache: touching %s: writing %s: %w", k, e.path, err)
+		return fmt.Errorf("cache: touching %s: writing %s: %w", k, e.path(), err)
 	}
 	e.slot, e.seq = slot, seq
 	return nil
@@ -425,18 +425,19 @@ func (c *Cache) evictLocked() []*entry {
 // keep reading them: on Linux an unlinked file lives until its last fd.
 func (c *Cache) removeFiles(es []*entry, why string) {
 	for _, e := range es {
-		if err := os.Remove(e.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			c.log.Warn("cache: removing an entry file", "why", why, "path", e.path, "err", err)
+		if err := os.Remove(e.path()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			c.log.Warn("cache: removing an entry file", "why", why, "path", e.path(), "err", err)
 		}
 	}
 }
 
-// entryPath names a new file for hash h: a fan-out directory by the first
-// byte, the key hash, and a generation so that a replacement never shares
-// a path with the file it replaces (its removal cannot hit the new one).
-func (c *Cache) entryPath(h [32]byte) string {
+// entryName names the file of hash h at generation gen: a fan-out
+// directory by the first byte, the key hash, and the generation, so that a
+// replacement never shares a path with the file it replaces (its removal
+// cannot hit the new one).
+func entryName(dir string, h [32]byte, gen uint64) string {
 	hx := hashHex(h)
-	return filepath.Join(c.dir, hx[:2], fmt.Sprintf("%s-%016x", hx, c.gen.Add(1)))
+	return filepath.Join(dir, hx[:2], fmt.Sprintf("%s-%016x", hx, gen))
 }
 
 // otterLogger sends otter's rare warnings to the cache's logger instead of

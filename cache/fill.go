@@ -615,13 +615,14 @@ func (c *Cache) commit(fl *flight, w *entryWriter, n int64, body []byte) error {
 		w.abort()
 		return fmt.Errorf("writing %s: %w", w.tmp, err)
 	}
-	path := c.entryPath(fl.hash)
+	gen := c.gen.Add(1)
+	path := entryName(c.dir, fl.hash, gen)
 	if err := os.Rename(w.tmp, path); err != nil {
 		w.abort()
 		return fmt.Errorf("publishing %s: %w", path, err)
 	}
 	e := &entry{
-		hash: fl.hash, key: fl.key, path: path, size: w.bodyOff + n,
+		hash: fl.hash, key: fl.key, root: &c.dir, gen: gen, size: w.bodyOff + n,
 		bodyOff: w.bodyOff, bodyLen: n, sum: sum, slot: 0, seq: 1, heapIdx: -1,
 	}
 	hdr := meta.Header

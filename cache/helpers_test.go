@@ -235,7 +235,7 @@ func entryFile(t testing.TB, c *Cache, k Key) string {
 	if e == nil {
 		t.Fatalf("no entry for %s", k)
 	}
-	return e.path
+	return e.path()
 }
 
 func key(obj string) Key { return Key{Site: "site", Object: obj} }

@@ -13,7 +13,8 @@ import (
 type entry struct {
 	hash    [32]byte
 	key     Key
-	path    string
+	root    *string // the cache directory, shared by every entry
+	gen     uint64  // the file's generation: its name is path()
 	size    int64 // file size, what counts against MaxSize
 	bodyOff int64
 	bodyLen int64
@@ -177,3 +178,7 @@ func (x *index) matching(site, object string, prefix bool) []*entry {
 	}
 	return out
 }
+
+// path is the entry's file. It is computed, not kept: a million entries
+// would otherwise hold a hundred megabytes of file names.
+func (e *entry) path() string { return entryName(*e.root, e.hash, e.gen) }

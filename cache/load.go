@@ -99,7 +99,7 @@ func (c *Cache) loadDir(sub string) ([]*entry, uint64, error) {
 		}
 		maxGen = max(maxGen, gen)
 		p := filepath.Join(dir, de.Name())
-		e, err := loadEntry(p, h)
+		e, err := loadEntry(p, h, gen, &c.dir)
 		if err != nil {
 			c.log.Warn("cache: deleting a file that is not a complete entry", "path", p, "err", err)
 			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -135,7 +135,7 @@ func parseEntryName(name string) (h [32]byte, gen uint64, ok bool) {
 // loadEntry reads and checks an entry file's header: magic, version, CRC,
 // a valid stamp slot, the key hashing to the file's name, and the file
 // size matching header plus body. The body is checked on the first hit.
-func loadEntry(path string, h [32]byte) (*entry, error) {
+func loadEntry(path string, h [32]byte, gen uint64, root *string) (*entry, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -171,7 +171,7 @@ func loadEntry(path string, h [32]byte) (*entry, error) {
 		return nil, fmt.Errorf("Meta.Size %d but body %d bytes: %w", fh.meta.Size, fh.bodyLen, errFormat)
 	}
 	e := &entry{
-		hash: h, key: fh.key, path: path, size: st.Size(),
+		hash: h, key: fh.key, root: root, gen: gen, size: st.Size(),
 		bodyOff: fh.bodyOff, bodyLen: fh.bodyLen, sum: fh.sum,
 		slot: fh.slot, seq: fh.seq, heapIdx: -1,
 	}

@@ -60,11 +60,11 @@ func memWeight(o *Object, encodedHeader int64) uint32 {
 func (e *entry) readHeader(f *os.File) (http.Header, error) {
 	p := make([]byte, e.bodyOff)
 	if _, err := f.ReadAt(p, 0); err != nil {
-		return nil, fmt.Errorf("reading the header of %s: %w: %w", e.path, errCorrupt, err)
+		return nil, fmt.Errorf("reading the header of %s: %w: %w", e.path(), errCorrupt, err)
 	}
 	fh, err := parseHeader(p[:prefixLen], p[prefixLen:])
 	if err != nil || fh.key != e.key || fh.bodyLen != e.bodyLen {
-		return nil, fmt.Errorf("header of %s: %w (%v)", e.path, errCorrupt, err)
+		return nil, fmt.Errorf("header of %s: %w (%v)", e.path(), errCorrupt, err)
 	}
 	return fh.meta.Header, nil
 }
@@ -118,7 +118,7 @@ func (o *Object) ReadAt(p []byte, off int64) (int, error) {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF // the file is shorter than its header said
 		}
-		return n, fmt.Errorf("cache: reading %s: %w", o.ent.path, err)
+		return n, fmt.Errorf("cache: reading %s: %w", o.ent.path(), err)
 	}
 	if n < len(p) {
 		return n, io.EOF
@@ -142,7 +142,7 @@ func (o *Object) Reader(off, n int64) (io.Reader, error) {
 		return nil, errObjectClosed
 	}
 	if _, err := o.f.Seek(o.off+off, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("cache: seeking %s: %w", o.ent.path, err)
+		return nil, fmt.Errorf("cache: seeking %s: %w", o.ent.path(), err)
 	}
 	return &io.LimitedReader{R: o.f, N: n}, nil
 }
@@ -166,12 +166,12 @@ func (o *Object) WriteRangeTo(w io.Writer, off, n int64) (int64, error) {
 		return 0, errObjectClosed
 	}
 	if _, err := o.f.Seek(o.off+off, io.SeekStart); err != nil {
-		return 0, fmt.Errorf("cache: seeking %s: %w", o.ent.path, err)
+		return 0, fmt.Errorf("cache: seeking %s: %w", o.ent.path(), err)
 	}
 	o.lr = io.LimitedReader{R: o.f, N: n}
 	written, err := io.Copy(w, &o.lr)
 	if err == nil && written < n {
-		err = fmt.Errorf("cache: %s: %w after %d of %d bytes", o.ent.path, io.ErrUnexpectedEOF, written, n)
+		err = fmt.Errorf("cache: %s: %w after %d of %d bytes", o.ent.path(), io.ErrUnexpectedEOF, written, n)
 	}
 	return written, err
 }
@@ -192,7 +192,7 @@ func (o *Object) Close() error {
 	f := o.f
 	o.f = nil
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("cache: closing %s: %w", o.ent.path, err)
+		return fmt.Errorf("cache: closing %s: %w", o.ent.path(), err)
 	}
 	return nil
 }
@@ -214,22 +214,22 @@ func (e *entry) verify(f *os.File, keep bool) ([]byte, error) {
 	if keep {
 		body = make([]byte, e.bodyLen)
 		if _, err := f.ReadAt(body, e.bodyOff); err != nil {
-			return nil, fmt.Errorf("verifying %s: %w: %w", e.path, errCorrupt, err)
+			return nil, fmt.Errorf("verifying %s: %w: %w", e.path(), errCorrupt, err)
 		}
 		h.Write(body)
 	} else {
 		n, err := io.CopyBuffer(h, io.NewSectionReader(f, e.bodyOff, e.bodyLen), make([]byte, 1<<20))
 		if err != nil {
-			return nil, fmt.Errorf("verifying %s: %w", e.path, err)
+			return nil, fmt.Errorf("verifying %s: %w", e.path(), err)
 		}
 		if n != e.bodyLen {
-			return nil, fmt.Errorf("verifying %s: %d of %d bytes: %w", e.path, n, e.bodyLen, errCorrupt)
+			return nil, fmt.Errorf("verifying %s: %d of %d bytes: %w", e.path(), n, e.bodyLen, errCorrupt)
 		}
 	}
 	var sum [32]byte
 	h.Sum(sum[:0])
 	if sum != e.sum {
-		return nil, fmt.Errorf("verifying %s: %w", e.path, errCorrupt)
+		return nil, fmt.Errorf("verifying %s: %w", e.path(), errCorrupt)
 	}
 	e.verified.Store(true)
 	return body, nil
