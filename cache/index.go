@@ -15,7 +15,7 @@ type entry struct {
 	key     Key
 	root    *string // the cache directory, shared by every entry
 	gen     uint64  // the file's generation: its name is path()
-	size    int64 // file size, what counts against MaxSize
+	size    int64   // file size, what counts against MaxSize
 	bodyOff int64
 	bodyLen int64
 	sum     [32]byte
