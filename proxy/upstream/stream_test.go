@@ -155,12 +155,12 @@ func TestStreamTellsWhichSideBroke(t *testing.T) {
 	})
 }
 
-// BenchmarkSendBody moves a 64 MiB body from an upstream socket to a
+// BenchmarkStream moves a 64 MiB body from an upstream socket to a
 // client socket over loopback, by splice and by the pooled-buffer copy loop,
 // with 16 downloads at a time. Upstream, gateway and client all run in the
 // benchmark's process, so this is a comparison of the two paths, not a
 // throughput figure (bench/run.sh gives those).
-func BenchmarkSendBody(b *testing.B) {
+func BenchmarkStream(b *testing.B) {
 	body := pattern(64 << 20)
 	for _, bc := range []struct {
 		name     string
