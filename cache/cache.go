@@ -70,8 +70,9 @@ type Cache struct {
 	dir       string
 	maxSize   int64
 	maxObject int64
-	memMax    int64 // largest body in the memory tier
-	bufMax    int64 // largest body a fill buffers in memory for its waiters
+	memMax    int64  // largest body in the memory tier
+	memLimit  uint64 // Options.Memory: the memory tier's weight limit
+	bufMax    int64  // largest body a fill buffers in memory for its waiters
 	now       func() time.Time
 	log       *slog.Logger
 
@@ -164,6 +165,7 @@ func Open(o Options) (*Cache, error) {
 	c.diskBytes.Set(float64(c.idx.bytes))
 
 	if o.Memory > 0 {
+		c.memLimit = uint64(o.Memory)
 		c.mem = otter.Must(&otter.Options[[32]byte, *Object]{
 			MaximumWeight: uint64(o.Memory),
 			Weigher: func(_ [32]byte, ob *Object) uint32 {
@@ -252,7 +254,7 @@ func (c *Cache) open(e *entry) (*Object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", e.path(), err)
 	}
-	keep := c.mem != nil && e.bodyLen <= c.memMax
+	keep := c.mem != nil && e.bodyLen <= c.memMax && c.promote(e)
 	body, err := e.verify(f, keep)
 	if err != nil {
 		_ = f.Close()
@@ -282,6 +284,24 @@ func (c *Cache) open(e *entry) (*Object, error) {
 	c.mu.Unlock()
 	c.memBytes.Set(float64(c.mem.WeightedSize()))
 	return o, nil
+}
+
+// promoteEvery is how many disk hits of an entry earn it one move into a
+// full memory tier.
+const promoteEvery = 16
+
+// promote decides whether a disk hit moves its body into the memory tier.
+// While the tier has room, every small body does. Once it is full, a
+// promotion evicts another body and costs a read and an allocation of this
+// one, so an entry earns it with promoteEvery disk hits: a hot set larger
+// than memory then stays mostly on disk (sendfile from the page cache)
+// instead of churning the heap at the rate of hits, while the memory tier
+// still follows a hot set that moves.
+func (c *Cache) promote(e *entry) bool {
+	if c.mem.WeightedSize()+uint64(e.bodyLen) <= c.memLimit {
+		return true
+	}
+	return e.diskHits.Add(1)%promoteEvery == 0
 }
 
 // drop removes e (if still indexed) and its file.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -677,4 +678,47 @@ func TestIndexKeepsNoHeaders(t *testing.T) {
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatalf("the damaged entry's file is still there: %v", err)
 	}
+}
+
+// TestFullMemoryTierPromotesEarnedHits: while the memory tier is full, a
+// disk hit is served from the file and does not move its body into memory
+// (which would read and allocate it and evict another, at the rate of
+// hits) until the entry has earned it with promoteEvery disk hits.
+func TestFullMemoryTierPromotesEarnedHits(t *testing.T) {
+	c := openT(t, Options{Memory: 64 << 10, MemoryObjectSize: 8 << 10})
+	for i := range 40 {
+		fillAndWait(t, c, key(itoa(i)), newFetcher(payload(4<<10, uint64(i)), `"m"`))
+	}
+	c.mem.CleanUp()
+	var cold Key
+	for i := range 40 {
+		if _, ok := c.mem.GetIfPresent(key(itoa(i)).Hash()); !ok {
+			cold = key(itoa(i))
+			break
+		}
+	}
+	if cold == (Key{}) {
+		t.Fatal("every entry is in a 64 KiB memory tier")
+	}
+	want := payload(4<<10, uint64(mustAtoi(t, cold.Object)))
+	for n := 1; n < promoteEvery; n++ {
+		if _, inMem := mustHit(t, c, cold, want).Bytes(); inMem {
+			t.Fatalf("disk hit %d of %s moved it into the full memory tier", n, cold)
+		}
+	}
+	if _, inMem := mustHit(t, c, cold, want).Bytes(); !inMem {
+		t.Fatalf("disk hit %d of %s did not promote it", promoteEvery, cold)
+	}
+	if _, ok := c.mem.GetIfPresent(cold.Hash()); !ok {
+		t.Fatalf("%s promoted but not in the memory tier", cold)
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -26,6 +26,9 @@ type entry struct {
 	// access is the last hit, in ns on the cache's clock (LRU order).
 	// Hits store it without taking the index lock.
 	access atomic.Int64
+	// diskHits counts hits served from the file while the memory tier
+	// was full (see Cache.promote).
+	diskHits atomic.Uint32
 	// verified is set once the body's SHA-256 matched (always for
 	// entries this process wrote); until then the first hit verifies.
 	verified atomic.Bool
