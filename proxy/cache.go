@@ -46,7 +46,7 @@ func openCache(c config.Cache, m *Metrics, o Options) (*cache.Cache, error) {
 		Now:           o.CacheNow,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cache: %w", err)
+		return nil, err // cache.Open's errors name the cache and the directory
 	}
 	return oc, nil
 }

@@ -73,9 +73,16 @@ func Validate(cfg *config.Config, getenv func(string) string) []config.Problem {
 		return ps
 	}
 	// The whole of New, with a transport that never dials: whatever it
-	// still refuses is a problem too.
-	if _, err := New(cfg, Options{Getenv: getenv, Transport: refuseTransport{}}); err != nil {
+	// still refuses is a problem too. Without the object cache: the
+	// gateway that serves opens it, once (its directory is locked, and
+	// opening it rebuilds the index and reconciles the sites).
+	vcfg := *cfg
+	vcfg.Cache.Path = ""
+	h, err := New(&vcfg, Options{Getenv: getenv, Transport: refuseTransport{}})
+	if err != nil {
 		add("", "%v", err)
+	} else {
+		_ = h.Close()
 	}
 	return ps
 }
