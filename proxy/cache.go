@@ -509,7 +509,13 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, x *exchang
 	var nw int64
 	var err error
 	f, base, _, isFile := obj.File()
-	switch d := x.st.progressTimeout; {
+	d := x.st.progressTimeout
+	if isFile && n >= bulkMin && (d == 0 || d >= bulkDeadline) && s.egressBytesPerSec == 0 {
+		if restore := bulkSend(r); restore != nil {
+			defer restore()
+		}
+	}
+	switch {
 	case s.egressBytesPerSec > 0:
 		nw, err = obj.WriteRangeTo(h.clientWriter(r, x, w), off, n)
 	case d > 0 && isFile:
@@ -527,6 +533,16 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, x *exchang
 	}
 	return false
 }
+
+// A stored body of bulkMin bytes or more goes out with the client socket's
+// TCP_NOTSENT_LOWAT lifted (bulkSend) when the connection's progress
+// deadline is at least bulkDeadline (or there is none): without the mark a
+// blocked write waits for a third of the send buffer (up to 4 MiB) to
+// drain, which a reader of 48 KiB/s or more does within 30 s.
+const (
+	bulkMin      = 1 << 20
+	bulkDeadline = 30 * time.Second
+)
 
 // sendFileChunk is how much of a stored body goes out under one write
 // deadline: a client reading at 64 KiB/s sends it in a minute.

@@ -181,6 +181,18 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
+// FromRequest returns the *Conn r arrived on, for a handler that sets
+// socket options on its own connection; nil for HTTP/2, TLS and
+// connections not accepted through NewListener (or a server without
+// ConnContext).
+func FromRequest(r *http.Request) *Conn {
+	if r.ProtoMajor != 1 || r.TLS != nil {
+		return nil
+	}
+	c, _ := r.Context().Value(connKey{}).(*Conn)
+	return c
+}
+
 // Conflict reports whether r's head had both Content-Length and
 // Transfer-Encoding, so the handler can answer 400 and close.
 //
@@ -197,9 +209,6 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 // It is false for HTTP/2, for TLS connections, and for connections not
 // accepted through NewListener (or a server without ConnContext).
 func Conflict(r *http.Request) bool {
-	if r.ProtoMajor != 1 || r.TLS != nil {
-		return false
-	}
-	c, _ := r.Context().Value(connKey{}).(*Conn)
+	c := FromRequest(r)
 	return c != nil && c.Conflict()
 }
