@@ -32,23 +32,18 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/oss-gateway/gateway/bench/internal/synth"
 )
 
-// period is the bench upstream's body pattern: byte o is o % period.
-const period = 251
+// The body pattern (package synth): byte o of every object is o % period.
+const (
+	period = synth.Period
+	chunk  = synth.Chunk
+)
 
-// chunk is how much of a body one Read asks for.
-const chunk = 256 << 10
-
-// pattern[start%period:][:n] is the next n <= chunk bytes of any body from
-// offset start.
-var pattern = func() []byte {
-	b := make([]byte, chunk+period)
-	for i := range b {
-		b[i] = byte(i % period)
-	}
-	return b
-}()
+// pattern[start%period:][:n] is the next n <= chunk bytes of any body.
+var pattern = synth.Pattern()
 
 // checkBody reads r to its end and reports how many bytes it had and
 // whether all of them follow the pattern; buf is scratch of chunk bytes.

@@ -49,28 +49,22 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/oss-gateway/gateway/bench/internal/synth"
 )
 
 // defaultDelay is the first-byte delay without -delay or UPSTREAM_DELAY:
 // about what OSS takes to start answering a GetObject in-region.
 const defaultDelay = 20 * time.Millisecond
 
-// period is the length of the repeating body pattern; a prime, so that a
-// wrong offset in a range shows up in a content check.
-const period = 251
+// The body pattern (package synth): byte o of every object is o % period.
+const (
+	period = synth.Period
+	chunk  = synth.Chunk
+)
 
-// chunk is how many bytes one Write hands to the connection.
-const chunk = 256 << 10
-
-// pattern holds chunk+period bytes of the body pattern: for any start
-// offset, pattern[start%period:][:chunk] is the next chunk of any body.
-var pattern = func() []byte {
-	b := make([]byte, chunk+period)
-	for i := range b {
-		b[i] = byte(i % period)
-	}
-	return b
-}()
+// pattern[start%period:][:n] is the next n <= chunk bytes of any body.
+var pattern = synth.Pattern()
 
 // object is one synthesized object and its precomputed header values.
 type object struct {
