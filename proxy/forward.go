@@ -77,6 +77,11 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, x *exchange) (
 	if r.Method == http.MethodHead {
 		return false
 	}
+	if s.egressBytesPerSec == 0 {
+		if restore := liftLowat(r, resp.ContentLength, x.st.progressTimeout); restore != nil {
+			defer restore()
+		}
+	}
 	dst := h.clientWriter(r, x, w)
 	n, err := h.sendBody(r, x, dst, resp.Body)
 	if err != nil && !errors.Is(err, upstream.ErrClientWrite) && r.Context().Err() == nil {
