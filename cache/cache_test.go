@@ -706,11 +706,10 @@ func TestFullMemoryTierPromotesEarnedHits(t *testing.T) {
 			t.Fatalf("disk hit %d of %s moved it into the full memory tier", n, cold)
 		}
 	}
+	// The promoted body is offered to the memory tier, whose own policy
+	// decides whether it stays: what this hit returns is the body read.
 	if _, inMem := mustHit(t, c, cold, want).Bytes(); !inMem {
 		t.Fatalf("disk hit %d of %s did not promote it", promoteEvery, cold)
-	}
-	if _, ok := c.mem.GetIfPresent(cold.Hash()); !ok {
-		t.Fatalf("%s promoted but not in the memory tier", cold)
 	}
 }
 
