@@ -169,7 +169,7 @@ func Open(o Options) (*Cache, error) {
 		c.mem = otter.Must(&otter.Options[[32]byte, *Object]{
 			MaximumWeight: uint64(o.Memory),
 			Weigher: func(_ [32]byte, ob *Object) uint32 {
-				return memWeight(ob, ob.ent.bodyOff-prefixLen)
+				return memWeight(int64(len(ob.body)), ob.ent.bodyOff-prefixLen)
 			},
 			OnDeletion: func(ev otter.DeletionEvent[[32]byte, *Object]) {
 				if ev.Cause == otter.CauseOverflow {
@@ -298,7 +298,7 @@ const promoteEvery = 16
 // instead of churning the heap at the rate of hits, while the memory tier
 // still follows a hot set that moves.
 func (c *Cache) promote(e *entry) bool {
-	if c.mem.WeightedSize()+uint64(e.bodyLen) <= c.memLimit {
+	if c.mem.WeightedSize()+uint64(memWeight(e.bodyLen, e.bodyOff-prefixLen)) <= c.memLimit {
 		return true
 	}
 	return e.diskHits.Add(1)%promoteEvery == 0

@@ -46,10 +46,11 @@ func (o *Object) Meta() Meta {
 }
 
 // memWeight is what a memory Object counts against Options.Memory: its
-// body, and its header as the heap holds it (a map of strings, about three
-// times its encoded size) with the Object around it.
-func memWeight(o *Object, encodedHeader int64) uint32 {
-	return uint32(max(int64(len(o.body))+3*encodedHeader+256, 1))
+// body, and its header (encodedHeader bytes in the entry file) as the heap
+// holds it, a map of strings about three times that size, with the Object
+// around it.
+func memWeight(bodyLen, encodedHeader int64) uint32 {
+	return uint32(max(bodyLen+3*encodedHeader+256, 1))
 }
 
 // readHeader reads e's response header from its open file. The index keeps

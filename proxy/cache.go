@@ -534,26 +534,6 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, x *exchang
 	return false
 }
 
-// A body of bulkMin bytes or more, stored or from OSS, goes out with the
-// client socket's TCP_NOTSENT_LOWAT lifted (bulkSend) when the connection's
-// progress deadline is at least bulkDeadline (or there is none): without
-// the mark a blocked write waits for a third of the send buffer (up to
-// 4 MiB) to drain, which a reader of 48 KiB/s or more does within 30 s.
-const (
-	bulkMin      = 1 << 20
-	bulkDeadline = 30 * time.Second
-)
-
-// liftLowat lifts r's send low-water mark for a body of n bytes when the
-// progress deadline d allows it, and returns what puts it back (nil when
-// nothing was lifted).
-func liftLowat(r *http.Request, n int64, d time.Duration) (restore func()) {
-	if n < bulkMin || (d != 0 && d < bulkDeadline) {
-		return nil
-	}
-	return bulkSend(r)
-}
-
 // sendFileChunk is how much of a stored body goes out under one write
 // deadline: a client reading at 64 KiB/s sends it in a minute.
 const sendFileChunk = 4 << 20
@@ -606,8 +586,8 @@ func writeProgress(w http.ResponseWriter, obj *cache.Object, off, n int64, d tim
 }
 
 // xCacheValue is the X-Cache header value of a cache result. The slices
-// are shared by every response: net/http only reads header values, and
-// each has its capacity at its length, so an Add would copy.
+// are shared by every response: net/http only reads header values, and a
+// one-element literal has no spare capacity, so an Add would copy.
 func xCacheValue(result string) []string {
 	switch result {
 	case cacheHit:
@@ -623,11 +603,11 @@ func xCacheValue(result string) []string {
 }
 
 var (
-	xCacheHIT         = []string{"HIT"}[:1:1]
-	xCacheMISS        = []string{"MISS"}[:1:1]
-	xCacheREVALIDATED = []string{"REVALIDATED"}[:1:1]
-	xCacheSTALE       = []string{"STALE"}[:1:1]
-	acceptRangesBytes = []string{"bytes"}[:1:1]
+	xCacheHIT         = []string{"HIT"}
+	xCacheMISS        = []string{"MISS"}
+	xCacheREVALIDATED = []string{"REVALIDATED"}
+	xCacheSTALE       = []string{"STALE"}
+	acceptRangesBytes = []string{"bytes"}
 )
 
 // notModifiedDrop are the headers of a 200 that describe its body, which
